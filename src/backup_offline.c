@@ -1,0 +1,221 @@
+/*-------------------------------------------------------------------------
+ *
+ * backup_offline.c
+ *		Library start-up: settings under the reserved "backup_offline."
+ *		prefix and the preload check.
+ *
+ * The library is meant to be listed in shared_preload_libraries: the
+ * scheduler launcher, job workers and the continuous-backup worker are
+ * registered from here in later parts.  Loaded any other way (a backend
+ * calling one of its SQL functions), the session-level settings still work
+ * and features that need the postmaster's help refuse with a clear error
+ * (bo_require_preload).
+ *
+ * Settings that name server files (key directory, allowed paths) are
+ * superuser-only and hidden from ordinary roles.
+ *
+ * IDENTIFICATION
+ *		src/backup_offline.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/uuid.h"
+#include "utils/varlena.h"
+
+#include "backup_offline.h"
+
+PG_MODULE_MAGIC;
+
+/* GUC variables */
+char	   *bo_database = NULL;
+char	   *bo_key_directory = NULL;
+char	   *bo_allowed_paths = NULL;
+int			bo_scheduler_interval = 60;
+char	   *bo_organization_id = NULL;
+char	   *bo_user_id = NULL;
+
+bool		bo_preloaded = false;
+
+void		_PG_init(void);
+
+static bool check_allowed_paths(char **newval, void **extra, GucSource source);
+static bool check_uuid_setting(char **newval, void **extra, GucSource source);
+static bool check_directory_setting(char **newval, void **extra, GucSource source);
+
+/*
+ * Module load: define the settings, reserve the prefix.
+ */
+void
+_PG_init(void)
+{
+	if (IsBinaryUpgrade)
+		return;
+
+	bo_preloaded = process_shared_preload_libraries_in_progress;
+
+	DefineCustomStringVariable("backup_offline.database",
+							   "Database in which backup_offline's background workers run.",
+							   NULL,
+							   &bo_database,
+							   "postgres",
+							   PGC_POSTMASTER,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("backup_offline.key_directory",
+							   "Directory holding key-encryption key files, one per key id.",
+							   "Must be an absolute path readable only by the server's OS user.",
+							   &bo_key_directory,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   check_directory_setting, NULL, NULL);
+
+	DefineCustomStringVariable("backup_offline.allowed_paths",
+							   "Directories under which the server may write backup files.",
+							   "A comma-separated list of absolute paths; empty allows none.",
+							   &bo_allowed_paths,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY | GUC_LIST_INPUT | GUC_NOT_IN_SAMPLE,
+							   check_allowed_paths, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.scheduler_interval",
+							"How often the scheduler looks for due backup configurations.",
+							NULL,
+							&bo_scheduler_interval,
+							60,
+							1,
+							3600,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("backup_offline.organization_id",
+							   "Organization whose rows this session works on.",
+							   "The application sets it per connection or transaction; row-level "
+							   "security admits it only for roles that are members of that organization.",
+							   &bo_organization_id,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   check_uuid_setting, NULL, NULL);
+
+	DefineCustomStringVariable("backup_offline.user_id",
+							   "Application user (uuid) recorded as the actor of changes.",
+							   NULL,
+							   &bo_user_id,
+							   "",
+							   PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE,
+							   check_uuid_setting, NULL, NULL);
+
+	MarkGUCPrefixReserved("backup_offline");
+}
+
+/*
+ * Refuse a feature that needs the library in shared_preload_libraries.
+ */
+void
+bo_require_preload(const char *feature)
+{
+	if (!bo_preloaded)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s requires backup_offline to be loaded via \"shared_preload_libraries\"",
+						feature),
+				 errhint("Add backup_offline to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
+}
+
+/*
+ * GUC check hook: empty, or a valid uuid.
+ */
+static bool
+check_uuid_setting(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+	int			i;
+	int			digits = 0;
+
+	if (s == NULL || s[0] == '\0')
+		return true;
+	/* canonical 8-4-4-4-12 form, as uuid_in prints it */
+	for (i = 0; s[i] != '\0'; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				break;
+		}
+		else if (isxdigit((unsigned char) s[i]))
+			digits++;
+		else
+			break;
+	}
+	if (s[i] != '\0' || i != 36 || digits != 32)
+	{
+		GUC_check_errdetail("The value must be a uuid such as \"00000000-0000-0000-0000-000000000000\", or empty.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * GUC check hook: empty, or an absolute path.
+ */
+static bool
+check_directory_setting(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!is_absolute_path(*newval))
+	{
+		GUC_check_errdetail("The directory must be given as an absolute path.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * GUC check hook: a comma-separated list of absolute paths.
+ */
+static bool
+check_allowed_paths(char **newval, void **extra, GucSource source)
+{
+	char	   *rawstring;
+	List	   *elemlist;
+	ListCell   *l;
+	bool		ok = true;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+
+	rawstring = pstrdup(*newval);
+	if (!SplitDirectoriesString(rawstring, ',', &elemlist))
+	{
+		GUC_check_errdetail("List syntax is invalid.");
+		pfree(rawstring);
+		list_free_deep(elemlist);
+		return false;
+	}
+	foreach(l, elemlist)
+	{
+		char	   *dir = (char *) lfirst(l);
+
+		if (!is_absolute_path(dir))
+		{
+			GUC_check_errdetail("Path \"%s\" is not absolute.", dir);
+			ok = false;
+			break;
+		}
+	}
+	pfree(rawstring);
+	list_free_deep(elemlist);
+	return ok;
+}

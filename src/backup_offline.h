@@ -1,0 +1,33 @@
+/*-------------------------------------------------------------------------
+ *
+ * backup_offline.h
+ *		Settings and helpers shared by every part of backup_offline.
+ *
+ * Each part of the extension (schedule/, storage/, catalog/, ...) has its
+ * own header for what other parts call; this one holds only the library's
+ * settings (GUC variables) and the preload check.
+ *
+ * IDENTIFICATION
+ *		src/backup_offline.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BACKUP_OFFLINE_H
+#define BACKUP_OFFLINE_H
+
+#include "compat.h"
+
+/* GUC variables, defined in backup_offline.c */
+extern char *bo_database;
+extern char *bo_key_directory;
+extern char *bo_allowed_paths;
+extern int	bo_scheduler_interval;
+extern char *bo_organization_id;
+extern char *bo_user_id;
+
+/* true when the library was loaded through shared_preload_libraries */
+extern bool bo_preloaded;
+
+extern void bo_require_preload(const char *feature);
+
+#endif							/* BACKUP_OFFLINE_H */
