@@ -10,7 +10,7 @@ MODULE_big = backup_offline
 OBJS = \
 	src/backup_offline.o \
 	src/catalog/audit.o \
-	src/catalog/organization.o \
+	src/catalog/change_audit.o \
 	src/schedule/cron.o \
 	src/schedule/schedule.o \
 	src/schedule/schedule_sql.o \
