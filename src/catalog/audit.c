@@ -1,1 +1,830 @@
+/*-------------------------------------------------------------------------
+ *
+ * audit.c
+ *		The append-only, hash-chained audit trail: the writer, the chain
+ *		trigger, the append-only trigger and the verifier.
+ *
+ * Every audit entry is a row of backup_offline.audit_log.  Rows are only
+ * ever added, by write_audit() (SECURITY DEFINER; the catalog's change
+ * triggers call it) or bo_audit_write() from C.  The BEFORE INSERT trigger
+ * audit_log_chain (bo_audit_chain) numbers each row and links it to the
+ * previous one:
+ *
+ *	id				= head.last_id + 1 (1, 2, 3, ... without gaps)
+ *	occurred_at		= statement start time of the writing statement
+ *	actor_user_id	= session setting backup_offline.user_id (empty: NULL)
+ *	transaction_id	= pg_current_xact_id() of the writing transaction
+ *	prev_hash		= head.last_hash (32 zero bytes for id 1)
+ *	row_hash		= SHA-256 of the canonical encoding below
+ *
+ * and then moves the head (audit_chain_head) to the new row.  Inserts that
+ * supply id, occurred_at, transaction_id, prev_hash or row_hash themselves
+ * are rejected (SQLSTATE 428C9), never silently renumbered: a dump that is
+ * restored with the trigger active fails loudly instead of re-chaining the
+ * old entries under new numbers, times and transactions.
+ *
+ * Locking.  The head is a single row; the trigger takes it with SELECT ...
+ * FOR UPDATE before it reads last_id, so concurrent writers serialise on it
+ * and the lock is held until the writing transaction ends.  That is what
+ * keeps ids gapless and the chain linear: a writer that rolls back also
+ * rolls back its head update, and the next writer then sees the old head.
+ * Audit writes are short and happen at most a few times per catalog change,
+ * but a transaction that writes an audit entry and then runs for a long time
+ * holds up every other audit writer until it ends.  Under REPEATABLE READ or
+ * SERIALIZABLE a writer that meets a head moved by a concurrent transaction
+ * fails with a serialization error (40001) and should be retried.  The head
+ * row is created on the first write (not by CREATE EXTENSION), so that a
+ * dumped head can be restored without colliding with a seeded one.
+ *
+ * Append-only.  BEFORE UPDATE OR DELETE (row and statement level) and BEFORE
+ * TRUNCATE triggers refuse with SQLSTATE 42501 "audit_log is append-only",
+ * for every role including superusers.  They are ENABLE ALWAYS, so
+ * session_replication_role = replica does not switch them off; only an
+ * explicit ALTER TABLE ... DISABLE TRIGGER (owner or superuser) does, and
+ * verify_audit_chain() detects what is done behind it.  The chain trigger
+ * itself is an ordinary (origin) trigger, so rows loaded in replica mode keep
+ * their stored numbers and hashes.
+ *
+ * Canonical encoding.  row_hash = SHA-256 over the concatenation of these
+ * eleven fields, in this order, each written as a 4-byte big-endian signed
+ * length followed by that many bytes; an SQL NULL is the length -1
+ * (ff ff ff ff) with no bytes:
+ *
+ *	 1 id				8 bytes: int64, big-endian
+ *	 2 occurred_at		8 bytes: int64, big-endian, microseconds since
+ *						2000-01-01 00:00:00 UTC (Unix microseconds minus
+ *						946684800000000)
+ *	 3 organization_id	16 bytes: the uuid's bytes in the order its hex
+ *						digits are written, or NULL
+ *	 4 actor_role		the role name in UTF-8, no terminator
+ *	 5 actor_user_id	16 bytes as organization_id, or NULL
+ *	 6 action			UTF-8
+ *	 7 object_type		UTF-8
+ *	 8 object_id		UTF-8, or NULL
+ *	 9 details			UTF-8 of jsonb's text output (details::text: keys
+ *						sorted, one space after ':' and ',')
+ *	10 transaction_id	8 bytes: the xid8 as uint64, big-endian (epoch << 32
+ *						| xid)
+ *	11 prev_hash		32 bytes
+ *
+ * Text is converted from the database encoding to UTF-8 first (a no-op in
+ * UTF-8 databases).  The same hash in SQL, with F(b) = CASE WHEN b IS NULL
+ * THEN int4send(-1) ELSE int4send(octet_length(b)) || b END:
+ *
+ *	sha256(F(int8send(id)) || F(timestamptz_send(occurred_at))
+ *		   || F(uuid_send(organization_id))
+ *		   || F(convert_to(actor_role::text, 'UTF8'))
+ *		   || F(uuid_send(actor_user_id)) || F(convert_to(action, 'UTF8'))
+ *		   || F(convert_to(object_type, 'UTF8'))
+ *		   || F(convert_to(object_id, 'UTF8'))
+ *		   || F(convert_to(details::text, 'UTF8'))
+ *		   || F(xid8send(transaction_id)) || F(prev_hash))
+ *
+ * Verification.  verify_audit_chain() reads the head and then streams the
+ * log in id order through a cursor, both under the calling statement's
+ * snapshot (read-only SPI), so a concurrent writer is seen either entirely
+ * or not at all.  For each row, in this order, it checks that the id is the
+ * previous id + 1 (else "gap", at the row after the missing ones), that
+ * prev_hash equals the previous row's stored row_hash (else
+ * "prev_hash_mismatch") and that row_hash equals the recomputed hash (else
+ * "row_hash_mismatch"); it stops at the first broken row.  A log that ends
+ * before or after the head, or whose last row_hash differs from the head's,
+ * is "head_mismatch"; firstBrokenId is then the first id the head and the
+ * log disagree about (the first missing row, the first row past the head,
+ * or the last row when only the hash differs).
+ *
+ * IDENTIFICATION
+ *		src/catalog/audit.c
+ *
+ *-------------------------------------------------------------------------
+ */
 #include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "common/cryptohash.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+#include "utils/xid8.h"
+
+#include "backup_offline.h"
+#include "catalog/audit.h"
+
+PG_FUNCTION_INFO_V1(bo_write_audit);
+PG_FUNCTION_INFO_V1(bo_audit_chain);
+PG_FUNCTION_INFO_V1(bo_audit_append_only);
+PG_FUNCTION_INFO_V1(bo_verify_audit_chain);
+
+/* audit_log columns in canonical (hash) order; row_hash last, not hashed */
+typedef enum AuditField
+{
+	AF_ID,
+	AF_OCCURRED_AT,
+	AF_ORGANIZATION_ID,
+	AF_ACTOR_ROLE,
+	AF_ACTOR_USER_ID,
+	AF_ACTION,
+	AF_OBJECT_TYPE,
+	AF_OBJECT_ID,
+	AF_DETAILS,
+	AF_TRANSACTION_ID,
+	AF_PREV_HASH,
+	AF_ROW_HASH,
+	AF_NUM
+} AuditField;
+
+static const char *const audit_column[AF_NUM] = {
+	"id", "occurred_at", "organization_id", "actor_role", "actor_user_id",
+	"action", "object_type", "object_id", "details", "transaction_id",
+	"prev_hash", "row_hash"
+};
+
+/* rows fetched per cursor round trip in verify_audit_chain() */
+#define VERIFY_BATCH_ROWS	1000
+
+static const uint8 zero_hash[BO_AUDIT_HASH_LEN] = {0};
+
+/*
+ * Feed one length-prefixed field to the hash; len -1 is SQL NULL.
+ */
+static void
+hash_field(pg_cryptohash_ctx *ctx, const void *data, int32 len)
+{
+	uint32		be = pg_hton32((uint32) len);
+
+	if (pg_cryptohash_update(ctx, (const uint8 *) &be, sizeof(be)) < 0 ||
+		(len > 0 && pg_cryptohash_update(ctx, (const uint8 *) data, len) < 0))
+		elog(ERROR, "could not compute audit row hash: %s",
+			 pg_cryptohash_error(ctx));
+}
+
+/*
+ * Feed a string in the database encoding to the hash, as UTF-8.
+ */
+static void
+hash_text_field(pg_cryptohash_ctx *ctx, const char *s, int len)
+{
+	char	   *utf8 = pg_server_to_any(s, len, PG_UTF8);
+
+	if (utf8 != s)
+		len = strlen(utf8);
+	hash_field(ctx, utf8, len);
+}
+
+/*
+ * Feed a 64-bit integer to the hash, big-endian.
+ */
+static void
+hash_int64_field(pg_cryptohash_ctx *ctx, uint64 v)
+{
+	uint64		be = pg_hton64(v);
+
+	hash_field(ctx, &be, sizeof(be));
+}
+
+/*
+ * Compute row_hash from the audit_log columns in canonical order (values
+ * and nulls indexed by AuditField; the row_hash entry is ignored).
+ * Detoasted copies are made in the current memory context.
+ */
+static void
+audit_row_hash(const Datum *values, const bool *nulls, uint8 *out)
+{
+	pg_cryptohash_ctx *ctx;
+	int			f;
+
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0)
+		elog(ERROR, "could not initialize SHA-256 context: %s",
+			 pg_cryptohash_error(ctx));
+
+	for (f = 0; f < AF_ROW_HASH; f++)
+	{
+		Datum		d = values[f];
+
+		if (nulls[f])
+		{
+			hash_field(ctx, NULL, -1);
+			continue;
+		}
+		switch ((AuditField) f)
+		{
+			case AF_ID:
+				hash_int64_field(ctx, (uint64) DatumGetInt64(d));
+				break;
+			case AF_OCCURRED_AT:
+				hash_int64_field(ctx, (uint64) DatumGetTimestampTz(d));
+				break;
+			case AF_TRANSACTION_ID:
+				hash_int64_field(ctx,
+								 U64FromFullTransactionId(DatumGetFullTransactionId(d)));
+				break;
+			case AF_ORGANIZATION_ID:
+			case AF_ACTOR_USER_ID:
+				hash_field(ctx, DatumGetUUIDP(d)->data, UUID_LEN);
+				break;
+			case AF_ACTOR_ROLE:
+				{
+					const char *name = NameStr(*DatumGetName(d));
+
+					hash_text_field(ctx, name, strlen(name));
+					break;
+				}
+			case AF_ACTION:
+			case AF_OBJECT_TYPE:
+			case AF_OBJECT_ID:
+				{
+					text	   *t = DatumGetTextPP(d);
+
+					hash_text_field(ctx, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+					break;
+				}
+			case AF_DETAILS:
+				{
+					Jsonb	   *jb = DatumGetJsonbP(d);
+					char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+					hash_text_field(ctx, s, strlen(s));
+					break;
+				}
+			case AF_PREV_HASH:
+				{
+					bytea	   *b = DatumGetByteaPP(d);
+
+					hash_field(ctx, VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+					break;
+				}
+			case AF_ROW_HASH:
+			case AF_NUM:
+				break;
+		}
+	}
+
+	if (pg_cryptohash_final(ctx, out, BO_AUDIT_HASH_LEN) < 0)
+		elog(ERROR, "could not finalize SHA-256 hash: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
+}
+
+/*
+ * A bytea holding len bytes copied from data.
+ */
+static bytea *
+make_bytea(const uint8 *data, int len)
+{
+	bytea	   *b = (bytea *) palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+/*
+ * Whether a bytea datum holds exactly the 32 bytes at hash.
+ */
+static bool
+bytea_equals_hash(Datum d, const uint8 *hash)
+{
+	bytea	   *b = DatumGetByteaPP(d);
+
+	return VARSIZE_ANY_EXHDR(b) == BO_AUDIT_HASH_LEN &&
+		memcmp(VARDATA_ANY(b), hash, BO_AUDIT_HASH_LEN) == 0;
+}
+
+/*
+ * Quoted name of the schema the extension is installed in.
+ */
+static const char *
+audit_schema(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			nspid = InvalidOid;
+	char	   *nspname;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("backup_offline"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		nspid = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	nspname = OidIsValid(nspid) ? get_namespace_name(nspid) : NULL;
+	if (nspname == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("extension \"backup_offline\" is not installed in this database"),
+				 errhint("Run CREATE EXTENSION backup_offline first.")));
+	return quote_identifier(nspname);
+}
+
+/*
+ * Quoted name of the schema holding the calling SQL function.
+ */
+static const char *
+function_schema(FunctionCallInfo fcinfo)
+{
+	return quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
+}
+
+/*
+ * Refuse an empty or missing required audit field.
+ */
+static void
+require_field(const char *value, const char *field)
+{
+	if (value == NULL || value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit entry field \"%s\" must not be empty", field),
+				 errhint("Every audit entry names its action and the type of object it concerns.")));
+}
+
+/*
+ * Append one audit entry (see audit.h); returns its id.
+ */
+int64
+bo_audit_write(const char *action, const char *object_type,
+			   const char *object_id, const pg_uuid_t *organization_id,
+			   Jsonb *details, const char *actor_role)
+{
+	Oid			argtypes[6] = {UUIDOID, NAMEOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	StringInfoData sql;
+	bool		isnull;
+	int64		id;
+	int			rc;
+
+	require_field(action, "action");
+	require_field(object_type, "object_type");
+	if (details != NULL && !JB_ROOT_IS_OBJECT(details))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("audit entry field \"details\" must be a JSON object"),
+				 errhint("Pass the details as a JSON object, for example '{}'.")));
+	if (actor_role == NULL)
+		actor_role = GetUserNameFromId(GetSessionUserId(), false);
+	else if (strlen(actor_role) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("audit entry field \"actor_role\" is too long"),
+				 errdetail("Role names are at most %d bytes long.", NAMEDATALEN - 1)));
+
+	if (organization_id != NULL)
+		values[0] = UUIDPGetDatum(organization_id);
+	else
+		nulls[0] = 'n';
+	values[1] = DirectFunctionCall1(namein, CStringGetDatum(actor_role));
+	values[2] = CStringGetTextDatum(action);
+	values[3] = CStringGetTextDatum(object_type);
+	if (object_id != NULL)
+		values[4] = CStringGetTextDatum(object_id);
+	else
+		nulls[4] = 'n';
+	if (details != NULL)
+		values[5] = JsonbPGetDatum(details);
+	else
+		values[5] = DirectFunctionCall1(jsonb_in, CStringGetDatum("{}"));
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "INSERT INTO %s.audit_log (organization_id, actor_role, action, "
+					 "object_type, object_id, details) "
+					 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+					 audit_schema());
+
+	SPI_connect();
+	rc = SPI_execute_with_args(sql.data, 6, argtypes, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "audit_log insert returned %d for " UINT64_FORMAT " rows",
+			 rc, (uint64) SPI_processed);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	pfree(sql.data);
+
+	return id;
+}
+
+/*
+ * write_audit(action text, object_type text, object_id text,
+ *			   organization_id uuid, details jsonb DEFAULT '{}',
+ *			   actor_role name DEFAULT NULL) RETURNS bigint
+ *
+ * SECURITY DEFINER; returns the new entry's id.
+ */
+Datum
+bo_write_audit(PG_FUNCTION_ARGS)
+{
+	char	   *action = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *object_type = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *object_id = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	pg_uuid_t  *organization_id = PG_ARGISNULL(3) ? NULL : PG_GETARG_UUID_P(3);
+	Jsonb	   *details = PG_ARGISNULL(4) ? NULL : PG_GETARG_JSONB_P(4);
+	char	   *actor_role = PG_ARGISNULL(5) ? NULL : NameStr(*PG_GETARG_NAME(5));
+
+	PG_RETURN_INT64(bo_audit_write(action, object_type, object_id,
+								   organization_id, details, actor_role));
+}
+
+/*
+ * Lock the chain head (creating it on the first write) and read it.
+ * Called inside SPI; nspname is the quoted schema name.
+ */
+static void
+lock_chain_head(const char *nspname, int64 *last_id, uint8 *last_hash)
+{
+	StringInfoData sql;
+	Oid			argtypes[1] = {BYTEAOID};
+	Datum		values[1];
+	bool		isnull;
+	bytea	   *hash;
+	int			attempt;
+
+	initStringInfo(&sql);
+	for (attempt = 0; attempt < 2; attempt++)
+	{
+		resetStringInfo(&sql);
+		appendStringInfo(&sql,
+						 "SELECT last_id, last_hash FROM %s.audit_chain_head "
+						 "WHERE singleton FOR UPDATE",
+						 nspname);
+		if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock the audit chain head");
+		if (SPI_processed == 1)
+			break;
+
+		/* first write: create the head, racing writers create it once */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql,
+						 "INSERT INTO %s.audit_chain_head (singleton, last_id, last_hash) "
+						 "VALUES (true, 0, $1) ON CONFLICT (singleton) DO NOTHING",
+						 nspname);
+		values[0] = PointerGetDatum(make_bytea(zero_hash, BO_AUDIT_HASH_LEN));
+		if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL,
+								  false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "could not create the audit chain head");
+	}
+	if (SPI_processed != 1)
+		elog(ERROR, "audit chain head not found after creating it");
+
+	*last_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	hash = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 2, &isnull));
+	if (VARSIZE_ANY_EXHDR(hash) != BO_AUDIT_HASH_LEN || *last_id < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("audit chain head is damaged"),
+				 errdetail("The head must hold a non-negative id and a %d-byte hash.",
+						   BO_AUDIT_HASH_LEN),
+				 errhint("Run backup_offline.verify_audit_chain() to locate the damage.")));
+	memcpy(last_hash, VARDATA_ANY(hash), BO_AUDIT_HASH_LEN);
+	pfree(sql.data);
+}
+
+/*
+ * Move the chain head to the new row.  Called inside SPI.
+ */
+static void
+advance_chain_head(const char *nspname, int64 id, const uint8 *hash)
+{
+	StringInfoData sql;
+	Oid			argtypes[2] = {INT8OID, BYTEAOID};
+	Datum		values[2];
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "UPDATE %s.audit_chain_head SET last_id = $1, last_hash = $2 "
+					 "WHERE singleton",
+					 nspname);
+	values[0] = Int64GetDatum(id);
+	values[1] = PointerGetDatum(make_bytea(hash, BO_AUDIT_HASH_LEN));
+	if (SPI_execute_with_args(sql.data, 2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE ||
+		SPI_processed != 1)
+		elog(ERROR, "could not advance the audit chain head");
+	pfree(sql.data);
+}
+
+/*
+ * audit_log_chain() RETURNS trigger, BEFORE INSERT ON audit_log FOR EACH ROW
+ *
+ * Numbers, timestamps and hashes the new row and advances the head; see the
+ * file header for the fields it sets and the locking.
+ */
+Datum
+bo_audit_chain(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	static const AuditField assigned[] = {
+		AF_ID, AF_OCCURRED_AT, AF_TRANSACTION_ID, AF_PREV_HASH, AF_ROW_HASH
+	};
+	MemoryContext callercxt;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	const char *nspname;
+	int			attnums[AF_NUM];
+	Datum	   *tvalues;
+	bool	   *tnulls;
+	Datum		values[AF_NUM];
+	bool		nulls[AF_NUM];
+	const char *user_id;
+	int64		last_id;
+	uint8		last_hash[BO_AUDIT_HASH_LEN];
+	uint8		row_hash[BO_AUDIT_HASH_LEN];
+	int			i;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("audit_log_chain() must be fired BEFORE INSERT FOR EACH ROW")));
+
+	rel = trigdata->tg_relation;
+	tupdesc = RelationGetDescr(rel);
+	for (i = 0; i < AF_NUM; i++)
+	{
+		attnums[i] = SPI_fnumber(tupdesc, audit_column[i]);
+		if (attnums[i] <= 0)
+			elog(ERROR, "column \"%s\" of relation \"%s\" not found",
+				 audit_column[i], RelationGetRelationName(rel));
+	}
+
+	tvalues = (Datum *) palloc(tupdesc->natts * sizeof(Datum));
+	tnulls = (bool *) palloc(tupdesc->natts * sizeof(bool));
+	heap_deform_tuple(trigdata->tg_trigtuple, tupdesc, tvalues, tnulls);
+
+	for (i = 0; i < lengthof(assigned); i++)
+	{
+		const char *col = audit_column[assigned[i]];
+
+		if (!tnulls[attnums[assigned[i]] - 1])
+			ereport(ERROR,
+					(errcode(ERRCODE_GENERATED_ALWAYS),
+					 errmsg("cannot insert a value into column \"%s\" of audit_log", col),
+					 errdetail("Column \"%s\" is assigned by the audit chain.", col),
+					 errhint("Write audit entries with backup_offline.write_audit(). "
+							 "To load a dumped audit trail unchanged, restore it with session_replication_role = replica.")));
+	}
+
+	for (i = 0; i < AF_NUM; i++)
+	{
+		values[i] = tvalues[attnums[i] - 1];
+		nulls[i] = tnulls[attnums[i] - 1];
+	}
+
+	user_id = GetConfigOption("backup_offline.user_id", true, false);
+	if (user_id == NULL || user_id[0] == '\0')
+	{
+		values[AF_ACTOR_USER_ID] = (Datum) 0;
+		nulls[AF_ACTOR_USER_ID] = true;
+	}
+	else
+	{
+		values[AF_ACTOR_USER_ID] = DirectFunctionCall1(uuid_in, CStringGetDatum(user_id));
+		nulls[AF_ACTOR_USER_ID] = false;
+	}
+	values[AF_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
+	nulls[AF_OCCURRED_AT] = false;
+	values[AF_TRANSACTION_ID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	nulls[AF_TRANSACTION_ID] = false;
+
+	nspname = quote_identifier(get_namespace_name(RelationGetNamespace(rel)));
+	callercxt = CurrentMemoryContext;
+
+	SPI_connect();
+	lock_chain_head(nspname, &last_id, last_hash);
+
+	values[AF_ID] = Int64GetDatum(last_id + 1);
+	nulls[AF_ID] = false;
+	values[AF_PREV_HASH] = PointerGetDatum(MemoryContextAlloc(callercxt, VARHDRSZ + BO_AUDIT_HASH_LEN));
+	SET_VARSIZE(DatumGetPointer(values[AF_PREV_HASH]), VARHDRSZ + BO_AUDIT_HASH_LEN);
+	memcpy(VARDATA(DatumGetPointer(values[AF_PREV_HASH])), last_hash, BO_AUDIT_HASH_LEN);
+	nulls[AF_PREV_HASH] = false;
+
+	audit_row_hash(values, nulls, row_hash);
+	advance_chain_head(nspname, last_id + 1, row_hash);
+	SPI_finish();
+
+	values[AF_ROW_HASH] = PointerGetDatum(make_bytea(row_hash, BO_AUDIT_HASH_LEN));
+	nulls[AF_ROW_HASH] = false;
+
+	for (i = 0; i < AF_NUM; i++)
+	{
+		tvalues[attnums[i] - 1] = values[i];
+		tnulls[attnums[i] - 1] = nulls[i];
+	}
+	return PointerGetDatum(heap_form_tuple(tupdesc, tvalues, tnulls));
+}
+
+/*
+ * audit_log_append_only() RETURNS trigger, BEFORE UPDATE OR DELETE (row or
+ * statement) and BEFORE TRUNCATE ON audit_log
+ *
+ * Refuses the change, whoever makes it.
+ */
+Datum
+bo_audit_append_only(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	const char *op;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("audit_log_append_only() must be called as a trigger")));
+
+	if (TRIGGER_FIRED_BY_UPDATE(trigdata->tg_event))
+		op = "UPDATE";
+	else if (TRIGGER_FIRED_BY_DELETE(trigdata->tg_event))
+		op = "DELETE";
+	else if (TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		op = "TRUNCATE";
+	else
+		op = "INSERT";
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("%s is append-only", RelationGetRelationName(trigdata->tg_relation)),
+			 errdetail("%s of audit entries is refused for every role.", op),
+			 errhint("Audit entries are only ever added, through backup_offline.write_audit(); "
+					 "backup_offline.verify_audit_chain() checks that none was changed or removed.")));
+	PG_RETURN_NULL();
+}
+
+/*
+ * verify_audit_chain() RETURNS jsonb
+ *
+ * Recomputes every row_hash and link in id order, streaming; see the file
+ * header for the checks and the result's fields.  SECURITY DEFINER, so the
+ * result does not depend on which rows the caller may see.
+ */
+Datum
+bo_verify_audit_chain(PG_FUNCTION_ARGS)
+{
+	const char *nspname = function_schema(fcinfo);
+	StringInfoData sql;
+	StringInfoData result;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	MemoryContext rowcxt;
+	int64		head_id = 0;
+	uint8		head_hash[BO_AUDIT_HASH_LEN];
+	bool		head_hash_ok = true;
+	uint8		prev_hash[BO_AUDIT_HASH_LEN];
+	int64		rows_checked = 0;
+	int64		last_id = 0;
+	int64		broken_id = 0;
+	const char *problem = NULL;
+	bool		isnull;
+	int			i;
+
+	memcpy(head_hash, zero_hash, BO_AUDIT_HASH_LEN);
+	memcpy(prev_hash, zero_hash, BO_AUDIT_HASH_LEN);
+
+	SPI_connect();
+
+	/* the head, under the statement's snapshot (read-only SPI) */
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT last_id, last_hash FROM %s.audit_chain_head WHERE singleton",
+					 nspname);
+	if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the audit chain head");
+	if (SPI_processed == 1)
+	{
+		bytea	   *hash;
+
+		head_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+		hash = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+		if (VARSIZE_ANY_EXHDR(hash) == BO_AUDIT_HASH_LEN)
+			memcpy(head_hash, VARDATA_ANY(hash), BO_AUDIT_HASH_LEN);
+		else
+			head_hash_ok = false;
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/* the log, in id order, through a cursor under the same snapshot */
+	resetStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	for (i = 0; i < AF_NUM; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", audit_column[i]);
+	appendStringInfo(&sql, " FROM %s.audit_log ORDER BY id", nspname);
+	plan = SPI_prepare(sql.data, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "could not prepare audit_log scan: %s",
+			 SPI_result_code_string(SPI_result));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+								   "audit chain verification row",
+								   ALLOCSET_DEFAULT_SIZES);
+
+	while (problem == NULL)
+	{
+		uint64		n;
+
+		SPI_cursor_fetch(portal, true, VERIFY_BATCH_ROWS);
+		if (SPI_processed == 0)
+			break;
+
+		for (n = 0; n < SPI_processed && problem == NULL; n++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[n];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			Datum		values[AF_NUM];
+			bool		nulls[AF_NUM];
+			uint8		computed[BO_AUDIT_HASH_LEN] = {0};
+			MemoryContext oldcxt;
+			int64		id;
+
+			CHECK_FOR_INTERRUPTS();
+			oldcxt = MemoryContextSwitchTo(rowcxt);
+
+			for (i = 0; i < AF_NUM; i++)
+				values[i] = SPI_getbinval(tuple, desc, i + 1, &nulls[i]);
+			id = DatumGetInt64(values[AF_ID]);
+
+			if (id != last_id + 1)
+				problem = "gap";
+			else if (nulls[AF_PREV_HASH] ||
+					 !bytea_equals_hash(values[AF_PREV_HASH], prev_hash))
+				problem = "prev_hash_mismatch";
+			else
+			{
+				audit_row_hash(values, nulls, computed);
+				if (nulls[AF_ROW_HASH] ||
+					!bytea_equals_hash(values[AF_ROW_HASH], computed))
+					problem = "row_hash_mismatch";
+			}
+
+			if (problem != NULL)
+				broken_id = id;
+			else
+			{
+				memcpy(prev_hash, computed, BO_AUDIT_HASH_LEN);
+				last_id = id;
+				rows_checked++;
+			}
+
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(rowcxt);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	if (problem == NULL &&
+		(head_id != last_id || !head_hash_ok ||
+		 memcmp(head_hash, prev_hash, BO_AUDIT_HASH_LEN) != 0))
+	{
+		problem = "head_mismatch";
+		broken_id = head_id == last_id ? last_id : Min(head_id, last_id) + 1;
+	}
+
+	SPI_finish();
+
+	initStringInfo(&result);
+	appendStringInfo(&result, "{\"valid\": %s, \"rowsChecked\": " INT64_FORMAT,
+					 problem == NULL ? "true" : "false", rows_checked);
+	if (last_id > 0)
+		appendStringInfo(&result, ", \"lastId\": " INT64_FORMAT, last_id);
+	else
+		appendStringInfoString(&result, ", \"lastId\": null");
+	if (problem != NULL)
+		appendStringInfo(&result,
+						 ", \"firstBrokenId\": " INT64_FORMAT ", \"problem\": \"%s\"}",
+						 broken_id, problem);
+	else
+		appendStringInfoString(&result, ", \"firstBrokenId\": null, \"problem\": null}");
+
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+}
