@@ -18,7 +18,8 @@
  * use).  The storage driver repeats the physical check when it opens files,
  * since links can change between configuration and use.
  *
- * Error messages never list the allowed roots: the setting is superuser-only.
+ * Errors are 22023 (invalid parameter value) and never list the allowed
+ * roots: the setting is superuser-only.
  *
  * IDENTIFICATION
  *		src/storage/paths.c
@@ -122,7 +123,7 @@ bo_confine_path(const char *path, const char *field)
 
 	if (bo_allowed_paths == NULL || bo_allowed_paths[0] == '\0')
 		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s: the server allows no directory for backup files", field),
 				 errdetail("The setting backup_offline.allowed_paths is empty."),
 				 errhint("A superuser lists the permitted directories in backup_offline.allowed_paths.")));
@@ -144,14 +145,14 @@ bo_confine_path(const char *path, const char *field)
 		if (path_is_under(real, real_root))
 			return canon;
 		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid %s: \"%s\" leads outside the allowed backup directories through a symbolic link",
 						field, path),
 				 errhint("Give a directory whose real location is under an allowed backup directory.")));
 	}
 
 	ereport(ERROR,
-			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid %s: \"%s\" is not under an allowed backup directory", field, path),
 			 errhint("A superuser lists the permitted directories in backup_offline.allowed_paths.")));
 	return NULL;				/* keep compiler quiet */

@@ -1,0 +1,114 @@
+-- backup_offline demo: a home-care agency's schema, its entity registry, and
+-- SPEC.md's example backup configurations with their next runs.
+\set ECHO queries
+SET timezone = 'America/Chicago';
+CREATE EXTENSION backup_offline;
+
+-- a small care-coordination schema
+CREATE SCHEMA care;
+CREATE TABLE care.clients (id uuid PRIMARY KEY, organization_id uuid NOT NULL, branch_id uuid,
+	name text NOT NULL, birth_date date, address jsonb);
+CREATE TABLE care.caregivers (id uuid PRIMARY KEY, organization_id uuid NOT NULL, branch_id uuid,
+	name text NOT NULL);
+CREATE TABLE care.schedules (id uuid PRIMARY KEY, client_id uuid, caregiver_id uuid,
+	starts_at timestamptz, ends_at timestamptz);
+CREATE TABLE care.visits (id uuid PRIMARY KEY, client_id uuid, caregiver_id uuid, branch_id uuid,
+	visit_date date, tasks jsonb, notes text);
+CREATE TABLE care.evv_records (id uuid PRIMARY KEY, visit_id uuid, caregiver_id uuid, client_id uuid,
+	clock_in timestamptz, clock_out timestamptz, latitude numeric(9,6), longitude numeric(9,6));
+CREATE TABLE care.payroll (id uuid PRIMARY KEY, caregiver_id uuid, period_end date, gross numeric(12,2));
+CREATE TABLE care.time_entries (id uuid PRIMARY KEY, caregiver_id uuid, work_date date, hours numeric(5,2));
+
+-- the entity registry maps SPEC.md's entity types to these tables
+SELECT backup_offline.register_entity('CLIENT', 'care.clients',
+	'{"clientIdColumn": "id", "branchIdColumn": "branch_id", "containsPHI": true, "containsPII": true}');
+SELECT backup_offline.register_entity('CAREGIVER', 'care.caregivers',
+	'{"caregiverIdColumn": "id", "branchIdColumn": "branch_id", "containsPII": true}');
+SELECT backup_offline.register_entity('SCHEDULE', 'care.schedules',
+	'{"clientIdColumn": "client_id", "caregiverIdColumn": "caregiver_id", "dateColumn": "starts_at"}');
+SELECT backup_offline.register_entity('VISIT', 'care.visits',
+	'{"clientIdColumn": "client_id", "caregiverIdColumn": "caregiver_id", "branchIdColumn": "branch_id", "dateColumn": "visit_date", "containsPHI": true}');
+SELECT backup_offline.register_entity('EVV_RECORD', 'care.evv_records',
+	'{"clientIdColumn": "client_id", "caregiverIdColumn": "caregiver_id", "dateColumn": "clock_in", "containsPHI": true}');
+SELECT backup_offline.register_entity('PAYROLL', 'care.payroll',
+	'{"caregiverIdColumn": "caregiver_id", "dateColumn": "period_end", "containsFinancial": true, "containsPII": true}');
+SELECT backup_offline.register_entity('TIME_ENTRY', 'care.time_entries',
+	'{"caregiverIdColumn": "caregiver_id", "dateColumn": "work_date", "containsFinancial": true}');
+
+SELECT regulation, minimum_retention, until_subject_age, source_citation FROM backup_offline.compliance_rule ORDER BY regulation;
+
+-- the application acts for one organization per transaction or session
+SET backup_offline.organization_id = '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50';
+
+-- SPEC.md use case 1: automated daily backups with 30-day retention
+SELECT backup_offline.create_backup_configuration($$
+{"name": "Daily Production Backup", "configType": "FULL",
+ "schedule": {"frequency": "DAILY", "startTime": "02:00", "endTime": "05:00", "timezone": "America/Chicago"},
+ "retention": {"retentionDays": 30, "autoDeleteExpired": true},
+ "storageDestination": {"type": "LOCAL_FILESYSTEM", "path": "/tmp/backup_offline_demo/backups/daily"},
+ "encryptionEnabled": true, "compressionEnabled": true}
+$$) AS daily_id \gset
+
+-- SPEC.md: visit schedules backed up daily
+SELECT backup_offline.create_backup_configuration($$
+{"name": "Visit Schedule Backup", "scope": {"includeEntities": ["VISIT", "SCHEDULE"]},
+ "schedule": {"frequency": "DAILY", "timezone": "America/New_York"},
+ "storageDestination": {"type": "AWS_S3", "bucket": "care-backups", "region": "us-east-1", "prefix": "visits/"}}
+$$);
+
+-- SPEC.md: compliance-aware payroll archive, 7 years, IRS
+SELECT backup_offline.create_backup_configuration($$
+{"name": "Payroll Archive", "scope": {"includeEntities": ["PAYROLL", "TIME_ENTRY"], "includeFinancialData": true},
+ "schedule": {"frequency": "MONTHLY", "dayOfMonth": 31, "startTime": "23:30", "timezone": "America/Chicago"},
+ "retention": {"retentionDays": 2555, "autoDeleteExpired": false},
+ "storageDestination": {"type": "MULTI", "replicas": [
+    {"type": "LOCAL_FILESYSTEM", "path": "/tmp/backup_offline_demo/backups/payroll", "permissions": "0640"},
+    {"type": "AZURE_BLOB", "accountName": "carearchive", "container": "payroll"}]},
+ "complianceRequirements": [{"regulation": "IRS", "minimumRetentionDays": 2555, "requiresEncryption": true}]}
+$$);
+
+-- EVV records every 15 minutes on weekdays' working hours (cron), Texas rules
+SELECT backup_offline.create_backup_configuration($$
+{"name": "EVV Working Hours", "configType": "INCREMENTAL",
+ "scope": {"includeEntities": ["EVV_RECORD"]},
+ "schedule": {"frequency": "CUSTOM", "cronExpression": "*/15 6-20 * * MON-FRI", "timezone": "America/Chicago"},
+ "retention": {"retentionDays": 2557, "keepDaily": 14, "keepWeekly": 8, "keepMonthly": 24, "keepYearly": 7},
+ "storageDestination": {"type": "LOCAL_FILESYSTEM", "path": "/tmp/backup_offline_demo/backups/evv"},
+ "complianceRequirements": [{"regulation": "TEXAS"}, {"regulation": "HIPAA"}]}
+$$);
+
+\x off
+SELECT name, config_type, schedule->>'frequency' AS frequency, timezone, status,
+	   next_backup_at AT TIME ZONE timezone AS next_local, next_backup_at
+  FROM backup_offline.backup_configuration ORDER BY name;
+
+-- next runs across the fall-back night (America/Chicago, 2026-11-01): the
+-- 01:30 daily run happens once; hourly runs keep every real hour
+SELECT t AS daily_0130 FROM backup_offline.next_run_times('{"frequency": "DAILY", "startTime": "01:30"}',
+	'America/Chicago', '2026-10-30 12:00-05', 3) t;
+SELECT t AS hourly_at_15 FROM backup_offline.next_run_times('{"frequency": "HOURLY", "startTime": "00:15"}',
+	'America/Chicago', '2026-11-01 00:00-05', 4) t;
+-- MONTHLY on day 31 clamps to the month's last day
+SELECT (t AT TIME ZONE 'UTC')::date AS monthly_31 FROM backup_offline.next_run_times('{"frequency": "MONTHLY", "dayOfMonth": 31}',
+	'UTC', '2028-01-01', 4) t;
+
+-- bad input is refused with the JSON path, and nothing changes
+\set ON_ERROR_STOP 0
+\set SHOW_CONTEXT never
+SELECT backup_offline.create_backup_configuration('{"name": "Bad", "schedule": {"frequency": "DAILY", "startTime": "25:00"}, "storageDestination": {"type": "AWS_S3", "bucket": "b1b"}}');
+SELECT backup_offline.create_backup_configuration($$
+{"name": "Too Short HIPAA", "schedule": {"frequency": "DAILY"}, "retention": {"retentionDays": 30},
+ "storageDestination": {"type": "AWS_S3", "bucket": "care-backups"}, "complianceRequirements": [{"regulation": "HIPAA"}]}
+$$);
+\set ON_ERROR_STOP 1
+
+-- changes are versioned and audited; the audit log is a hash chain
+SELECT backup_offline.set_backup_configuration_status(:'daily_id', 'PAUSED', 'storage maintenance');
+SELECT backup_offline.update_backup_configuration(:'daily_id', '{"schedule": {"frequency": "WEEKLY", "daysOfWeek": [0, 3], "startTime": "03:00", "timezone": "America/Chicago"}}');
+SELECT backup_offline.set_backup_configuration_status(:'daily_id', 'ACTIVE');
+SELECT name, version, status, schedule->>'frequency' AS frequency, next_backup_at
+  FROM backup_offline.backup_configuration WHERE id = :'daily_id';
+RESET backup_offline.organization_id;
+SELECT id, action, object_type, actor_role, left(encode(row_hash, 'hex'), 16) AS row_hash
+  FROM backup_offline.audit_log ORDER BY id DESC LIMIT 5;
+SELECT backup_offline.verify_audit_chain();

@@ -1,0 +1,91 @@
+-- Organizations of the current role, for row-level security.
+--
+-- The application either connects as a role that is a member of exactly the
+-- organizations it serves, or (a pooled role) sets
+--     SET backup_offline.organization_id = '<uuid>'
+-- per connection or, better, per transaction with
+--     SELECT set_config('backup_offline.organization_id', '<uuid>', true);
+-- A role may only name an organization it is a member of (or a role with an
+-- all-organizations membership); naming another one is an error, never a
+-- silent empty result.
+
+-- The application user (uuid) named by backup_offline.user_id, or NULL.
+CREATE FUNCTION @extschema@.current_actor()
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+	SELECT nullif(pg_catalog.current_setting('backup_offline.user_id', true), '')::uuid
+$$;
+
+-- Does role r hold an all-organizations membership, with no organization
+-- chosen for the session?  SECURITY DEFINER because ordinary roles cannot
+-- read organization_member; it takes the role as an argument since inside
+-- it current_user is the owner.  Policies pass current_user.
+CREATE FUNCTION @extschema@.sees_all_organizations_for(r name)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(current_setting('backup_offline.organization_id', true), '') = ''
+	   AND EXISTS (SELECT 1 FROM @extschema@.organization_member m
+				   WHERE m.organization_id IS NULL AND pg_has_role(r, m.role_name, 'MEMBER'))
+$$;
+
+-- The organizations role r works on now: the session's chosen organization
+-- when set (checked: r must be a member of it, or of all), else every
+-- organization r belongs to.
+CREATE FUNCTION @extschema@.organization_ids_for(r name)
+RETURNS uuid[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	chosen text := coalesce(current_setting('backup_offline.organization_id', true), '');
+	orgs uuid[];
+BEGIN
+	IF chosen <> '' THEN
+		IF EXISTS (SELECT 1 FROM @extschema@.organization_member m
+				   WHERE (m.organization_id IS NULL OR m.organization_id = chosen::uuid)
+					 AND pg_has_role(r, m.role_name, 'MEMBER'))
+		   OR (SELECT rolsuper FROM pg_roles WHERE rolname = r) THEN
+			RETURN ARRAY[chosen::uuid];
+		END IF;
+		RAISE EXCEPTION 'role "%" is not a member of organization %', r, chosen
+			USING ERRCODE = '42501',
+				  DETAIL = 'The setting backup_offline.organization_id names an organization this role does not act for.',
+				  HINT = 'An administrator adds the membership to backup_offline.organization_member.';
+	END IF;
+	SELECT array_agg(DISTINCT m.organization_id) INTO orgs
+	  FROM @extschema@.organization_member m
+	 WHERE m.organization_id IS NOT NULL AND pg_has_role(r, m.role_name, 'MEMBER');
+	RETURN coalesce(orgs, '{}');
+END
+$$;
+
+-- The organizations the current role works on now (see organization_ids_for).
+CREATE FUNCTION @extschema@.current_organization_ids()
+RETURNS uuid[]
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$ SELECT @extschema@.organization_ids_for(CURRENT_USER) $$;
+
+-- The organization a new row belongs to: the one given, or the session's.
+CREATE FUNCTION @extschema@.resolve_organization(given uuid, path text)
+RETURNS uuid
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+	chosen text := coalesce(pg_catalog.current_setting('backup_offline.organization_id', true), '');
+BEGIN
+	IF given IS NULL AND chosen OPERATOR(pg_catalog.=) '' THEN
+		RAISE EXCEPTION '% is required', path
+			USING ERRCODE = '22023',
+				  HINT = 'Pass organizationId, or set backup_offline.organization_id for the session.';
+	END IF;
+	IF given IS NOT NULL AND chosen OPERATOR(pg_catalog.<>) '' AND given OPERATOR(pg_catalog.<>) chosen::uuid THEN
+		RAISE EXCEPTION '% % differs from the session''s organization %', path, given, chosen
+			USING ERRCODE = '42501',
+				  HINT = 'Omit organizationId or set backup_offline.organization_id to the same organization.';
+	END IF;
+	RETURN coalesce(given, chosen::uuid);
+END
+$$;
