@@ -108,6 +108,13 @@ static const char *const frequency_names[] = {
 	"HOURLY", "DAILY", "WEEKLY", "MONTHLY", "CUSTOM", "CONTINUOUS", NULL
 };
 
+static void invalid_value(const char *path, JsonbValue *value,
+						  const char *detail, const char *hint) pg_attribute_noreturn();
+static void key_not_allowed(ScheduleKey key,
+							BoScheduleFrequency frequency) pg_attribute_noreturn();
+static void key_required(ScheduleKey key,
+						 BoScheduleFrequency frequency) pg_attribute_noreturn();
+
 /* a / b rounded towards minus infinity (b > 0) */
 static int64
 floor_div(int64 a, int64 b)
@@ -879,10 +886,6 @@ bo_schedule_parse(Jsonb *jb)
 					  &values[KEY_MAX_DURATION_MINUTES],
 					  "schedule.maxDurationMinutes must be an integer 1-10080 (one week).",
 					  NULL);
-
-	/* DAILY and the others default to midnight, HOURLY to minute 0 */
-	if (!schedule->has_start_time)
-		schedule->start_minute = 0;
 
 	return schedule;
 }

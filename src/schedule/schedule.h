@@ -59,7 +59,8 @@ typedef struct BoSchedule
 {
 	BoScheduleFrequency frequency;
 	bool		has_start_time;
-	int			start_minute;	/* startTime as minutes after midnight */
+	int			start_minute;	/* startTime as minutes after midnight, 0 when
+								 * absent (DAILY at 00:00, HOURLY at :00) */
 	bool		has_end_time;
 	int			end_minute;		/* endTime as minutes after midnight */
 	uint8		days_of_week;	/* WEEKLY: bits 0-6, 0 = Sunday */

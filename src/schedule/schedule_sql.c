@@ -86,11 +86,6 @@ bo_next_run_times(PG_FUNCTION_ARGS)
 		state->tz = bo_schedule_zone(state->schedule, timezone_arg(fcinfo, 1));
 		state->last = PG_GETARG_TIMESTAMPTZ(2);
 		state->remaining = n;
-		if (TIMESTAMP_NOT_FINITE(state->last))
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("after must be a finite timestamp"),
-					 errdetail("There is no next run after infinity or -infinity.")));
 		funcctx->user_fctx = state;
 		MemoryContextSwitchTo(oldcontext);
 	}

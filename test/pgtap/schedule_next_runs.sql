@@ -9,7 +9,7 @@
 BEGIN;
 SET LOCAL search_path = public, backup_offline;
 SET LOCAL timezone = 'UTC';
-SELECT plan(61);
+SELECT plan(63);
 
 -- ---- HOURLY ---------------------------------------------------------------
 SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY"}', 'UTC',
@@ -30,6 +30,17 @@ SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY", "startTime": "00:
 										'2025-01-01 00:00+00', 2)),
 		  ARRAY['2025-01-01 01:00+00', '2025-01-01 02:00+00']::timestamptz[],
 		  'HOURLY in Asia/Kolkata: local minute 30 is UTC minute 0');
+SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY"}', 'Asia/Kathmandu',
+										'2025-01-01 00:00+00', 2)),
+		  ARRAY['2025-01-01 00:15+00', '2025-01-01 01:15+00']::timestamptz[],
+		  'HOURLY in Asia/Kathmandu (+05:45): local minute 0 is UTC minute 15');
+-- Lord Howe Island leaves +11 for +10:30 at 2025-04-05 15:00 UTC: local
+-- 02:00 becomes 01:30, so local minute 0 moves from UTC :00 to UTC :30
+SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY"}', 'Australia/Lord_Howe',
+										'2025-04-05 13:30+00', 3)),
+		  ARRAY['2025-04-05 14:00+00', '2025-04-05 15:30+00',
+				'2025-04-05 16:30+00']::timestamptz[],
+		  'HOURLY across a half-hour DST shift follows the local minute');
 SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY", "startTime": "00:30"}', 'America/Chicago',
 										'2025-03-09 06:00+00', 4)),
 		  ARRAY['2025-03-09 06:30+00', '2025-03-09 07:30+00',
