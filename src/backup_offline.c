@@ -2,14 +2,14 @@
  *
  * backup_offline.c
  *		Library start-up: settings under the reserved "backup_offline."
- *		prefix and the preload check.
+ *		prefix, and whether the library was preloaded.
  *
- * The library is meant to be listed in shared_preload_libraries: the
- * scheduler launcher, job workers and the continuous-backup worker are
- * registered from here in later parts.  Loaded any other way (a backend
- * calling one of its SQL functions), the session-level settings still work
- * and features that need the postmaster's help refuse with a clear error
- * (bo_require_preload).
+ * The library is meant to be listed in shared_preload_libraries, where
+ * later parts register the scheduler launcher, job workers and the
+ * continuous-backup worker.  Nothing in this release needs the postmaster's
+ * help: loaded into a backend on first use, every SQL function and
+ * session setting works; backup_offline.database, which only configures
+ * workers, is then left undefined.
  *
  * Settings that name server files (key directory, allowed paths) are
  * superuser-only and hidden from ordinary roles.
@@ -59,14 +59,20 @@ _PG_init(void)
 
 	bo_preloaded = process_shared_preload_libraries_in_progress;
 
-	DefineCustomStringVariable("backup_offline.database",
-							   "Database in which backup_offline's background workers run.",
-							   NULL,
-							   &bo_database,
-							   "postgres",
-							   PGC_POSTMASTER,
-							   0,
-							   NULL, NULL, NULL);
+	/*
+	 * A PGC_POSTMASTER setting can only be defined while the postmaster
+	 * loads the library; loaded later into a backend, the workers it
+	 * configures cannot exist anyway.
+	 */
+	if (bo_preloaded)
+		DefineCustomStringVariable("backup_offline.database",
+								   "Database in which backup_offline's background workers run.",
+								   NULL,
+								   &bo_database,
+								   "postgres",
+								   PGC_POSTMASTER,
+								   0,
+								   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("backup_offline.key_directory",
 							   "Directory holding key-encryption key files, one per key id.",
@@ -117,20 +123,6 @@ _PG_init(void)
 							   check_uuid_setting, NULL, NULL);
 
 	MarkGUCPrefixReserved("backup_offline");
-}
-
-/*
- * Refuse a feature that needs the library in shared_preload_libraries.
- */
-void
-bo_require_preload(const char *feature)
-{
-	if (!bo_preloaded)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("%s requires backup_offline to be loaded via \"shared_preload_libraries\"",
-						feature),
-				 errhint("Add backup_offline to \"shared_preload_libraries\" in postgresql.conf and restart the server.")));
 }
 
 /*

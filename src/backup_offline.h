@@ -5,7 +5,7 @@
  *
  * Each part of the extension (schedule/, storage/, catalog/, ...) has its
  * own header for what other parts call; this one holds only the library's
- * settings (GUC variables) and the preload check.
+ * settings (GUC variables) and whether it was preloaded.
  *
  * IDENTIFICATION
  *		src/backup_offline.h
@@ -27,7 +27,5 @@ extern char *bo_user_id;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool bo_preloaded;
-
-extern void bo_require_preload(const char *feature);
 
 #endif							/* BACKUP_OFFLINE_H */

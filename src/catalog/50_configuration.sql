@@ -74,11 +74,11 @@ DECLARE
 BEGIN
 	IF TG_OP = 'UPDATE' THEN
 		IF OLD.deleted_at IS NOT NULL THEN
-			RAISE EXCEPTION 'backup configuration % is deleted', OLD.id
+			RAISE EXCEPTION 'backup configuration "%" is deleted', OLD.name
 				USING ERRCODE = '55000', HINT = 'Deleted configurations are kept for the record and cannot change.';
 		END IF;
 		IF NEW.id <> OLD.id OR NEW.organization_id <> OLD.organization_id THEN
-			RAISE EXCEPTION 'the id and organization of backup configuration % cannot change', OLD.id
+			RAISE EXCEPTION 'the id and organization of backup configuration "%" cannot change', OLD.name
 				USING ERRCODE = '23514', HINT = 'Create a new configuration instead.';
 		END IF;
 		IF NEW.status <> OLD.status THEN
@@ -86,7 +86,7 @@ BEGIN
 						   WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
 				SELECT string_agg(t.to_status::text, ', ' ORDER BY t.to_status) INTO allowed
 				  FROM @extschema@.config_status_transition t WHERE t.from_status = OLD.status;
-				RAISE EXCEPTION 'invalid status transition of backup configuration % from % to %', OLD.id, OLD.status, NEW.status
+				RAISE EXCEPTION 'invalid status transition of backup configuration "%" from % to %', OLD.name, OLD.status, NEW.status
 					USING ERRCODE = '23514',
 						  HINT = CASE WHEN allowed IS NULL THEN format('%s is a final status.', OLD.status)
 									  ELSE format('From %s the status may change to %s.', OLD.status, allowed) END;
@@ -242,7 +242,7 @@ BEGIN
 			USING ERRCODE = '42704', HINT = 'Check the id; configurations of other organizations are not visible.';
 	END IF;
 	IF c.deleted_at IS NOT NULL THEN
-		RAISE EXCEPTION 'backup configuration % is deleted', config_id
+		RAISE EXCEPTION 'backup configuration "%" is deleted', c.name
 			USING ERRCODE = '55000', HINT = 'Deleted configurations are kept for the record and cannot change.';
 	END IF;
 	RETURN c;
@@ -270,7 +270,7 @@ BEGIN
 			  'notificationSettings', 'complianceRequirements', 'expectedVersion']);
 	expected := @extschema@.json_int(changes, 'expectedVersion', '', 1, 2147483647, NULL);
 	IF expected IS NOT NULL AND expected <> c.version THEN
-		RAISE EXCEPTION 'backup configuration % has version %, not %', c.id, c.version, expected
+		RAISE EXCEPTION 'backup configuration "%" has version %, not %', c.name, c.version, expected
 			USING ERRCODE = '40001', HINT = 'Someone changed it meanwhile: read it again and reapply the change.';
 	END IF;
 	v := @extschema@.validate_configuration(@extschema@.configuration_input(c)

@@ -110,10 +110,10 @@ INSERT INTO bad (descr, sql, state, message) VALUES
  ('duplicate name', pg_temp.create_with('{}'), '23505', 'backup configuration "Nightly" already exists'),
  ('update: unknown key', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"frequency": "DAILY"}'), '22023', 'unknown key frequency'),
  ('update: bad nested value', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"retention": {"retentionDays": -5}}'), '22023', 'invalid retention.retentionDays: -5 is out of range'),
- ('update: stale version', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"name": "Renamed", "expectedVersion": 7}'), '40001', format('backup configuration %s has version 1, not 7', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'))),
+ ('update: stale version', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"name": "Renamed", "expectedVersion": 7}'), '40001', 'backup configuration "Nightly" has version 1, not 7'),
  ('update: unknown id', $$SELECT backup_offline.update_backup_configuration('aaaaaaaa-0000-4000-8000-00000000dead', '{"name": "x"}')$$, '42704', 'backup configuration aaaaaaaa-0000-4000-8000-00000000dead does not exist'),
  ('status: unknown value', format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', :'disabled_id', 'RUNNING'), '22023', 'invalid status: "RUNNING"'),
- ('status: transition not allowed', format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', :'disabled_id', 'PAUSED'), '23514', format('invalid status transition of backup configuration %s from DISABLED to PAUSED', :'disabled_id')),
+ ('status: transition not allowed', format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', :'disabled_id', 'PAUSED'), '23514', 'invalid status transition of backup configuration "Disabled one" from DISABLED to PAUSED'),
  ('direct UPDATE bypassing the API is validated too', format($q$UPDATE backup_offline.backup_configuration SET retention = '{"retentionDays": -1}' WHERE id = %L$q$, :'disabled_id'), '22023', 'invalid retention.retentionDays: -1 is out of range');
 
 CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
