@@ -61,7 +61,9 @@ AS $$
 				THEN @extschema@.next_run_time(c.schedule, c.timezone, pg_catalog.now()) END
 $$;
 
--- BEFORE INSERT OR UPDATE guard: validation, status machine, bookkeeping.
+-- BEFORE INSERT OR UPDATE guard: validation, status machine, bookkeeping
+-- (version, created/updated at and by, deletion stamp, failure count reset
+-- on reactivation, next run).
 CREATE FUNCTION @extschema@.backup_configuration_guard()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -92,6 +94,13 @@ BEGIN
 									  ELSE format('From %s the status may change to %s.', OLD.status, allowed) END;
 			END IF;
 			NEW.status_changed_at := now();
+			IF NEW.status = 'ACTIVE' THEN
+				NEW.consecutive_failures := 0;
+			END IF;
+		END IF;
+		IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
+			NEW.deleted_at := now();
+			NEW.deleted_by := @extschema@.current_actor();
 		END IF;
 		content_changed := @extschema@.configuration_input(NEW) IS DISTINCT FROM @extschema@.configuration_input(OLD);
 		NEW.created_at := OLD.created_at;
@@ -313,8 +322,7 @@ BEGIN
 	END IF;
 	UPDATE @extschema@.backup_configuration b
 	   SET status = new_status::@extschema@.backup_config_status,
-		   status_reason = reason,
-		   consecutive_failures = CASE WHEN new_status = 'ACTIVE' THEN 0 ELSE b.consecutive_failures END
+		   status_reason = reason
 	 WHERE b.id = c.id;
 END
 $$;
@@ -332,8 +340,7 @@ BEGIN
 	UPDATE @extschema@.backup_configuration b
 	   SET status = 'ARCHIVED',
 		   status_reason = coalesce(reason, b.status_reason),
-		   deleted_at = now(),
-		   deleted_by = @extschema@.current_actor()
+		   deleted_at = now()
 	 WHERE b.id = c.id;
 END
 $$;

@@ -73,7 +73,16 @@ GRANT SELECT ON @extschema@.backup_configuration, @extschema@.entity_registry,
 	@extschema@.compliance_rule, @extschema@.config_status_transition
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
-GRANT INSERT, UPDATE ON @extschema@.backup_configuration
+-- Only the configuration's own fields are writable; the bookkeeping columns
+-- (id, versions, created/updated, next and last run, failure count) are set
+-- by the guard trigger and the job workers, never by the caller.
+GRANT INSERT (organization_id, name, description, config_type, schedule, timezone, scope, retention,
+			  storage_destination, encryption_enabled, compression_enabled, integrity_check_enabled,
+			  checksum_algorithm, notification_settings, compliance_requirements, status, status_reason),
+	  UPDATE (name, description, config_type, schedule, timezone, scope, retention, storage_destination,
+			  encryption_enabled, compression_enabled, integrity_check_enabled, checksum_algorithm,
+			  notification_settings, compliance_requirements, status, status_reason, deleted_at, deleted_by)
+ON @extschema@.backup_configuration
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT INSERT, UPDATE, DELETE ON @extschema@.entity_registry, @extschema@.compliance_rule,
 	@extschema@.organization_member

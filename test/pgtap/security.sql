@@ -2,7 +2,7 @@
 -- other's rows; the application cannot read the audit log or change
 -- compliance rules; auditors read everything and change nothing.
 BEGIN;
-SELECT plan(27);
+SELECT plan(29);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -71,6 +71,10 @@ SELECT throws_ok($$SELECT backup_offline.write_audit('forge', 'x', NULL, NULL, '
 	'42501', NULL, 'the application cannot write audit rows itself');
 SELECT throws_ok($$INSERT INTO backup_offline.organization_member VALUES ('t_app_a', 'bbbbbbbb-0000-4000-8000-00000000000b')$$,
 	'42501', NULL, 'the application cannot grant itself another organization');
+SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET next_backup_at = now() WHERE id = %L$q$, (SELECT id FROM ids WHERE org = 'a')),
+	'42501', NULL, 'the application cannot move the next run of its own configuration');
+SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET consecutive_failures = 0, version = 1 WHERE id = %L$q$, (SELECT id FROM ids WHERE org = 'a')),
+	'42501', NULL, 'the application cannot rewrite bookkeeping columns');
 SELECT ok((SELECT count(*) FROM backup_offline.compliance_rule WHERE regulation = 'HIPAA') = 1,
 	'the application reads the shared compliance rules');
 RESET ROLE;
