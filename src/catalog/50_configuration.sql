@@ -51,6 +51,34 @@ AS $$
 		'createdBy', 'updatedAt', 'updatedBy', 'version', 'deletedAt', 'deletedBy']
 $$;
 
+-- The row base with the fields of v, a configuration as validate_configuration
+-- returns it, put in their columns.
+CREATE FUNCTION @extschema@.configuration_apply(v jsonb, base @extschema@.backup_configuration)
+RETURNS @extschema@.backup_configuration
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	base.organization_id := (v->>'organizationId')::uuid;
+	base.name := v->>'name';
+	base.description := v->>'description';
+	base.config_type := (v->>'configType')::@extschema@.backup_config_type;
+	base.schedule := v->'schedule';
+	base.timezone := v->'schedule'->>'timezone';
+	base.scope := v->'scope';
+	base.retention := v->'retention';
+	base.storage_destination := v->'storageDestination';
+	base.encryption_enabled := (v->>'encryptionEnabled')::boolean;
+	base.compression_enabled := (v->>'compressionEnabled')::boolean;
+	base.integrity_check_enabled := (v->>'integrityCheckEnabled')::boolean;
+	base.checksum_algorithm := (v->>'checksumAlgorithm')::@extschema@.checksum_algorithm;
+	base.notification_settings := v->'notificationSettings';
+	base.compliance_requirements := v->'complianceRequirements';
+	base.status := (v->>'status')::@extschema@.backup_config_status;
+	RETURN base;
+END
+$$;
+
 -- The next run of a configuration after now, or NULL when it does not run
 -- on a schedule (not ACTIVE, deleted, or CONTINUOUS).
 CREATE FUNCTION @extschema@.configuration_next_run(c @extschema@.backup_configuration)
@@ -70,7 +98,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	v jsonb;
 	content_changed boolean;
 	allowed text;
 BEGIN
@@ -126,21 +153,8 @@ BEGIN
 	NEW.updated_by_role := current_user;
 
 	IF content_changed AND NEW.deleted_at IS NULL THEN
-		v := @extschema@.validate_configuration(@extschema@.configuration_input(NEW));
-		NEW.name := v->>'name';
-		NEW.description := v->>'description';
-		NEW.config_type := (v->>'configType')::@extschema@.backup_config_type;
-		NEW.schedule := v->'schedule';
-		NEW.timezone := v->'schedule'->>'timezone';
-		NEW.scope := v->'scope';
-		NEW.retention := v->'retention';
-		NEW.storage_destination := v->'storageDestination';
-		NEW.encryption_enabled := (v->>'encryptionEnabled')::boolean;
-		NEW.compression_enabled := (v->>'compressionEnabled')::boolean;
-		NEW.integrity_check_enabled := (v->>'integrityCheckEnabled')::boolean;
-		NEW.checksum_algorithm := (v->>'checksumAlgorithm')::@extschema@.checksum_algorithm;
-		NEW.notification_settings := v->'notificationSettings';
-		NEW.compliance_requirements := v->'complianceRequirements';
+		NEW := @extschema@.configuration_apply(
+			@extschema@.validate_configuration(@extschema@.configuration_input(NEW)), NEW);
 	END IF;
 
 	IF TG_OP = 'INSERT' OR NEW.schedule IS DISTINCT FROM OLD.schedule OR NEW.timezone IS DISTINCT FROM OLD.timezone
@@ -213,18 +227,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	v jsonb := @extschema@.validate_configuration(config);
+	r @extschema@.backup_configuration := @extschema@.configuration_apply(v, NULL);
 	new_id uuid;
 BEGIN
 	INSERT INTO @extschema@.backup_configuration
 		(organization_id, name, description, config_type, schedule, timezone, scope, retention,
 		 storage_destination, encryption_enabled, compression_enabled, integrity_check_enabled,
 		 checksum_algorithm, notification_settings, compliance_requirements, status)
-	VALUES ((v->>'organizationId')::uuid, v->>'name', v->>'description',
-			(v->>'configType')::@extschema@.backup_config_type, v->'schedule', v->'schedule'->>'timezone',
-			v->'scope', v->'retention', v->'storageDestination', (v->>'encryptionEnabled')::boolean,
-			(v->>'compressionEnabled')::boolean, (v->>'integrityCheckEnabled')::boolean,
-			(v->>'checksumAlgorithm')::@extschema@.checksum_algorithm, v->'notificationSettings',
-			v->'complianceRequirements', (v->>'status')::@extschema@.backup_config_status)
+	VALUES (r.organization_id, r.name, r.description, r.config_type, r.schedule, r.timezone, r.scope,
+			r.retention, r.storage_destination, r.encryption_enabled, r.compression_enabled,
+			r.integrity_check_enabled, r.checksum_algorithm, r.notification_settings,
+			r.compliance_requirements, r.status)
 	RETURNING id INTO new_id;
 	RETURN new_id;
 EXCEPTION WHEN unique_violation THEN
@@ -282,23 +295,15 @@ BEGIN
 		RAISE EXCEPTION 'backup configuration "%" has version %, not %', c.name, c.version, expected
 			USING ERRCODE = '40001', HINT = 'Someone changed it meanwhile: read it again and reapply the change.';
 	END IF;
-	v := @extschema@.validate_configuration(@extschema@.configuration_input(c)
-		|| (changes - 'expectedVersion'));
-	UPDATE @extschema@.backup_configuration b SET
-		name = v->>'name',
-		description = v->>'description',
-		config_type = (v->>'configType')::@extschema@.backup_config_type,
-		schedule = v->'schedule',
-		timezone = v->'schedule'->>'timezone',
-		scope = v->'scope',
-		retention = v->'retention',
-		storage_destination = v->'storageDestination',
-		encryption_enabled = (v->>'encryptionEnabled')::boolean,
-		compression_enabled = (v->>'compressionEnabled')::boolean,
-		integrity_check_enabled = (v->>'integrityCheckEnabled')::boolean,
-		checksum_algorithm = (v->>'checksumAlgorithm')::@extschema@.checksum_algorithm,
-		notification_settings = v->'notificationSettings',
-		compliance_requirements = v->'complianceRequirements'
+	v := @extschema@.validate_configuration(@extschema@.configuration_input(c) || (changes - 'expectedVersion'));
+	c := @extschema@.configuration_apply(v, c);
+	UPDATE @extschema@.backup_configuration b
+	   SET (name, description, config_type, schedule, timezone, scope, retention, storage_destination,
+			encryption_enabled, compression_enabled, integrity_check_enabled, checksum_algorithm,
+			notification_settings, compliance_requirements)
+		 = (c.name, c.description, c.config_type, c.schedule, c.timezone, c.scope, c.retention,
+			c.storage_destination, c.encryption_enabled, c.compression_enabled, c.integrity_check_enabled,
+			c.checksum_algorithm, c.notification_settings, c.compliance_requirements)
 	 WHERE b.id = c.id;
 EXCEPTION WHEN unique_violation THEN
 	RAISE EXCEPTION 'backup configuration "%" already exists', v->>'name'

@@ -47,6 +47,7 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.validate_storage(jsonb, text, boolean),
 	@extschema@.validate_notifications(jsonb),
 	@extschema@.configuration_input(@extschema@.backup_configuration),
+	@extschema@.configuration_apply(jsonb, @extschema@.backup_configuration),
 	@extschema@.configuration_next_run(@extschema@.backup_configuration),
 	@extschema@.confine_path(text, text),
 	@extschema@.raise_invalid(text, text, text, text),
@@ -103,21 +104,23 @@ CREATE POLICY organization_rows ON @extschema@.backup_configuration
 
 -- shared rows (organization_id NULL) are visible to all, writable only by
 -- roles that see every organization
-CREATE POLICY organization_rows ON @extschema@.entity_registry
-	FOR ALL
-	USING (organization_id IS NULL
-		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
-	WITH CHECK ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]));
-
-CREATE POLICY organization_rows ON @extschema@.compliance_rule
-	FOR ALL
-	USING (organization_id IS NULL
-		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
-	WITH CHECK ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]));
+DO $policies$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['entity_registry', 'compliance_rule'] LOOP
+		EXECUTE pg_catalog.format($p$
+			CREATE POLICY organization_rows ON @extschema@.%I
+				FOR ALL
+				USING (organization_id IS NULL
+					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
+					   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
+				WITH CHECK ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
+					   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
+			$p$, t);
+	END LOOP;
+END
+$policies$;
 
 -- administrators and auditors act for every organization
 INSERT INTO @extschema@.organization_member (role_name, organization_id) VALUES
