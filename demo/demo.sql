@@ -109,6 +109,19 @@ SELECT backup_offline.set_backup_configuration_status(:'daily_id', 'ACTIVE');
 SELECT name, version, status, schedule->>'frequency' AS frequency, next_backup_at
   FROM backup_offline.backup_configuration WHERE id = :'daily_id';
 RESET backup_offline.organization_id;
+
+-- an application role of another organization sees none of these rows and
+-- cannot read the audit log
+CREATE ROLE demo_app_other IN ROLE backup_offline_app;
+INSERT INTO backup_offline.organization_member (role_name, organization_id)
+VALUES ('demo_app_other', '7d1e0c55-2b6b-4f0e-9d7e-5b8d1f2c3a41');
+SET ROLE demo_app_other;
+SELECT count(*) AS configurations_visible_to_other_org FROM backup_offline.backup_configuration;
+\set ON_ERROR_STOP 0
+SELECT count(*) FROM backup_offline.audit_log;
+\set ON_ERROR_STOP 1
+RESET ROLE;
+
 SELECT id, action, object_type, actor_role, left(encode(row_hash, 'hex'), 16) AS row_hash
   FROM backup_offline.audit_log ORDER BY id DESC LIMIT 5;
 SELECT backup_offline.verify_audit_chain();

@@ -8,7 +8,7 @@ set -uo pipefail
 DIR=$BO_TEST_DIR/demo
 PORT=$((BO_TEST_PORT + 13))
 trap 'cluster_stop "$DIR"' EXIT
-plan 6
+plan 7
 
 cluster_start "$DIR" "$PORT"
 ok $? "cluster started"
@@ -23,4 +23,6 @@ grep -q 'ERROR:  retention.retentionDays 30 is below the 2192 days HIPAA require
 ok $? "the short HIPAA retention is refused"
 grep -q '"valid": true' "$DIR/demo.out"
 ok $? "the audit chain verifies"
+grep -q 'ERROR:  permission denied for table audit_log' "$DIR/demo.out"
+ok $? "the other organization's application role cannot read the audit log"
 [ $TAP_FAILED -eq 0 ] || cat "$DIR/demo.out" | sed 's/^/# /'
