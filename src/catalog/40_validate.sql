@@ -571,7 +571,7 @@ BEGIN
 										 'Give the URL to post notifications to.');
 	END IF;
 	RETURN n OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
-		'enabled', @extschema@.json_bool(n, 'enabled', 'notificationSettings', pg_catalog.cardinality(channels) OPERATOR(pg_catalog.>) 0),
+		'enabled', @extschema@.json_bool(n, 'enabled', 'notificationSettings', coalesce(pg_catalog.cardinality(channels), 0) OPERATOR(pg_catalog.>) 0),
 		'onSuccess', @extschema@.json_bool(n, 'onSuccess', 'notificationSettings', false),
 		'onFailure', @extschema@.json_bool(n, 'onFailure', 'notificationSettings', true),
 		'onWarning', @extschema@.json_bool(n, 'onWarning', 'notificationSettings', true),
@@ -605,6 +605,7 @@ DECLARE
 	minimum bigint;
 	needs_encryption boolean;
 	needs_integrity boolean;
+	needs_audit boolean;
 	encryption boolean;
 	integrity boolean;
 	config_type text;
@@ -685,8 +686,18 @@ BEGIN
 		END IF;
 		minimum := GREATEST(@extschema@.json_int(req, 'minimumRetentionDays', p, 0, 36500, 0),
 							@extschema@.retention_interval_days(rule.minimum_retention));
+		-- a requirement may add safeguards to its rule, never waive them
 		needs_encryption := @extschema@.json_bool(req, 'requiresEncryption', p, rule.requires_encryption);
 		needs_integrity := @extschema@.json_bool(req, 'requiresIntegrityCheck', p, rule.requires_integrity_check);
+		needs_audit := @extschema@.json_bool(req, 'requiresAuditLog', p, rule.requires_audit_log);
+		IF (rule.requires_encryption AND NOT needs_encryption) OR (rule.requires_integrity_check AND NOT needs_integrity)
+		   OR (rule.requires_audit_log AND NOT needs_audit) THEN
+			PERFORM @extschema@.raise_invalid(
+				pg_catalog.format('%s cannot waive a safeguard %s requires', p, req_regulation),
+				'Leave requiresEncryption, requiresIntegrityCheck and requiresAuditLog out, or set them to true.',
+				pg_catalog.format('%s requires encryption: %s, integrity checks: %s, an audit log: %s (%s).', req_regulation,
+					rule.requires_encryption, rule.requires_integrity_check, rule.requires_audit_log, rule.source_citation), '23514');
+		END IF;
 		IF retention_days OPERATOR(pg_catalog.<>) 0 AND retention_days OPERATOR(pg_catalog.<) minimum THEN
 			PERFORM @extschema@.raise_invalid(
 				pg_catalog.format('retention.retentionDays %s is below the %s days %s requires', retention_days, minimum, req_regulation),
@@ -707,7 +718,7 @@ BEGIN
 			'regulation', req_regulation,
 			'minimumRetentionDays', minimum,
 			'requiresEncryption', needs_encryption,
-			'requiresAuditLog', @extschema@.json_bool(req, 'requiresAuditLog', p, rule.requires_audit_log),
+			'requiresAuditLog', needs_audit,
 			'requiresIntegrityCheck', needs_integrity));
 	END LOOP;
 	IF scope_check.has_phi AND NOT encryption THEN

@@ -110,6 +110,12 @@ BEGIN
 			RAISE EXCEPTION 'the id and organization of backup configuration "%" cannot change', OLD.name
 				USING ERRCODE = '23514', HINT = 'Create a new configuration instead.';
 		END IF;
+		-- a soft delete archives, whatever else the statement set
+		IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
+			NEW.deleted_at := now();
+			NEW.deleted_by := @extschema@.current_actor();
+			NEW.status := 'ARCHIVED';
+		END IF;
 		IF NEW.status <> OLD.status THEN
 			IF NOT EXISTS (SELECT 1 FROM @extschema@.config_status_transition t
 						   WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
@@ -125,11 +131,11 @@ BEGIN
 				NEW.consecutive_failures := 0;
 			END IF;
 		END IF;
-		IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
-			NEW.deleted_at := now();
-			NEW.deleted_by := @extschema@.current_actor();
-		END IF;
-		content_changed := @extschema@.configuration_input(NEW) IS DISTINCT FROM @extschema@.configuration_input(OLD);
+		-- Pausing, disabling or archiving must work even for a configuration
+		-- that no longer validates (an entity type unregistered, a rule made
+		-- stricter); changing its content or reactivating it validates.
+		content_changed := @extschema@.configuration_input(NEW) - 'status' IS DISTINCT FROM @extschema@.configuration_input(OLD) - 'status'
+			OR (NEW.status <> OLD.status AND NEW.status = 'ACTIVE');
 		NEW.created_at := OLD.created_at;
 		NEW.created_by := OLD.created_by;
 		NEW.created_by_role := OLD.created_by_role;
@@ -146,6 +152,10 @@ BEGIN
 		IF NEW.deleted_at IS NOT NULL THEN
 			RAISE EXCEPTION 'a new backup configuration cannot be deleted'
 				USING ERRCODE = '23514', HINT = 'Leave deleted_at empty.';
+		END IF;
+		IF NEW.status NOT IN ('ACTIVE', 'PAUSED', 'DISABLED') THEN
+			RAISE EXCEPTION 'invalid status: a new backup configuration cannot be %', NEW.status
+				USING ERRCODE = '22023', HINT = 'Create it ACTIVE, PAUSED or DISABLED.';
 		END IF;
 	END IF;
 	NEW.updated_at := now();

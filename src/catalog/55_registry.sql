@@ -68,6 +68,37 @@ BEGIN
 END
 $$;
 
+-- An entity type named by a configuration's scope cannot be removed or
+-- renamed while that configuration exists (deleted ones excepted).
+CREATE FUNCTION @extschema@.entity_registry_in_use()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	names text;
+BEGIN
+	IF TG_OP = 'UPDATE' AND NEW.entity_type = OLD.entity_type
+	   AND NEW.organization_id IS NOT DISTINCT FROM OLD.organization_id THEN
+		RETURN NEW;
+	END IF;
+	SELECT string_agg(format('"%s"', c.name), ', ' ORDER BY c.name) INTO names
+	  FROM @extschema@.backup_configuration c
+	 WHERE c.deleted_at IS NULL
+	   AND (OLD.organization_id IS NULL OR c.organization_id = OLD.organization_id)
+	   AND (c.scope->'includeEntities' ? OLD.entity_type OR c.scope->'excludeEntities' ? OLD.entity_type);
+	IF names IS NOT NULL THEN
+		RAISE EXCEPTION 'entity type "%" is in use by backup configuration %', OLD.entity_type, names
+			USING ERRCODE = '23503', HINT = 'Remove it from those configurations'' scopes first.';
+	END IF;
+	RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$$;
+
+CREATE TRIGGER entity_registry_in_use
+	BEFORE UPDATE OR DELETE ON @extschema@.entity_registry
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.entity_registry_in_use();
 CREATE TRIGGER entity_registry_guard
 	BEFORE INSERT OR UPDATE ON @extschema@.entity_registry
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.entity_registry_guard();
@@ -146,21 +177,29 @@ EXCEPTION WHEN unique_violation THEN
 END
 $$;
 
--- compliance_retention_until(regulation text, event_date date, subject_birth_date date DEFAULT NULL) RETURNS date
+-- compliance_retention_until(regulation text, event_date date, subject_birth_date date DEFAULT NULL,
+--                            organization_id uuid DEFAULT NULL) RETURNS date
 -- The day until which a record must be kept under a regulation: the rule's
 -- minimum after the anchor event and, for rules with until_subject_age,
--- at least until the subject reaches that age; whichever is later.
+-- at least until the subject reaches that age; whichever is later.  The
+-- rule is the organization's own (organization_id, else the session's
+-- backup_offline.organization_id) when it has one, else the shared rule;
+-- never another organization's.
 CREATE FUNCTION @extschema@.compliance_retention_until(regulation text, event_date date,
-													   subject_birth_date date DEFAULT NULL)
+													   subject_birth_date date DEFAULT NULL,
+													   organization_id uuid DEFAULT NULL)
 RETURNS date
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	rule @extschema@.compliance_rule;
+	org uuid := coalesce(organization_id,
+						 nullif(current_setting('backup_offline.organization_id', true), '')::uuid);
 BEGIN
 	SELECT r.* INTO rule FROM @extschema@.compliance_rule r
 	 WHERE r.regulation = compliance_retention_until.regulation
+	   AND (r.organization_id IS NULL OR r.organization_id = org)
 	 ORDER BY r.organization_id NULLS LAST LIMIT 1;
 	IF NOT FOUND THEN
 		RAISE EXCEPTION 'unknown regulation "%"', regulation

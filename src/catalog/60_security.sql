@@ -30,7 +30,7 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.resolve_organization(uuid, text),
 	@extschema@.get_backup_configuration(uuid),
 	@extschema@.configuration_to_json(@extschema@.backup_configuration),
-	@extschema@.compliance_retention_until(text, date, date)
+	@extschema@.compliance_retention_until(text, date, date, uuid)
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
 
@@ -66,6 +66,7 @@ TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
 GRANT EXECUTE ON FUNCTION @extschema@.register_entity(text, regclass, jsonb) TO backup_offline_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.stamp_row(), @extschema@.entity_registry_guard(),
+	@extschema@.entity_registry_in_use(),
 	@extschema@.backup_configuration_guard()
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
@@ -97,10 +98,10 @@ ALTER TABLE @extschema@.compliance_rule ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY organization_rows ON @extschema@.backup_configuration
 	FOR ALL
-	USING ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
-	WITH CHECK ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-		   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]));
+	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
+	WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)));
 
 -- shared rows (organization_id NULL) are visible to all, writable only by
 -- roles that see every organization
@@ -112,11 +113,11 @@ BEGIN
 		EXECUTE pg_catalog.format($p$
 			CREATE POLICY organization_rows ON @extschema@.%I
 				FOR ALL
-				USING (organization_id IS NULL
-					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-					   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
-				WITH CHECK ((SELECT @extschema@.sees_all_organizations_for(CURRENT_USER))
-					   OR organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[]))
+				USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
+					   OR organization_id IS NULL
+					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
+				WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
+					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
 			$p$, t);
 	END LOOP;
 END

@@ -60,7 +60,7 @@ function_owner(Oid funcoid)
  * audit_row_change() RETURNS trigger, AFTER INSERT OR UPDATE OR DELETE
  * FOR EACH ROW; the first trigger argument names the object type.
  *
- * The details and the action are computed in SQL (row_change_details), from
+ * The details and the action are computed in SQL (record_row_change), from
  * the old and new rows as jsonb.
  */
 Datum

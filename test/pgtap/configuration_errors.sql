@@ -1,7 +1,7 @@
 -- Bad configuration input: each case fails with its SQLSTATE and a message
 -- naming the JSON path, and leaves the catalog and the audit log unchanged.
 BEGIN;
-SELECT plan(152);
+SELECT plan(158);
 
 SET LOCAL timezone = 'UTC';
 CREATE SCHEMA t_care;
@@ -108,6 +108,9 @@ INSERT INTO bad (descr, sql, state, message) VALUES
  ('requiresEncryption without encryption', pg_temp.create_with('{"retention": {"retentionDays": 0}, "complianceRequirements": [{"regulation": "IRS", "requiresEncryption": true}]}'), '23514', 'encryptionEnabled must be true: IRS requires encryption'),
  ('HIPAA without integrity checks', pg_temp.create_with('{"encryptionEnabled": true, "integrityCheckEnabled": false, "retention": {"retentionDays": 0}, "complianceRequirements": [{"regulation": "HIPAA"}]}'), '23514', 'integrityCheckEnabled must be true: HIPAA requires integrity checks'),
  ('duplicate name', pg_temp.create_with('{}'), '23505', 'backup configuration "Nightly" already exists'),
+ ('a requirement waiving its rule''s safeguard', pg_temp.create_with('{"encryptionEnabled": true, "retention": {"retentionDays": 0}, "complianceRequirements": [{"regulation": "HIPAA", "requiresEncryption": false}]}'), '23514', 'complianceRequirements[0] cannot waive a safeguard HIPAA requires'),
+ ('created archived', pg_temp.create_with('{"name": "Born archived", "status": "ARCHIVED"}'), '22023', 'invalid status: a new backup configuration cannot be ARCHIVED'),
+ ('unregistering an entity type in use', $$DELETE FROM backup_offline.entity_registry WHERE entity_type = 'T_VISIT'$$, '23503', 'entity type "T_VISIT" is in use by backup configuration "Disabled one", "Nightly"'),
  ('update: unknown key', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"frequency": "DAILY"}'), '22023', 'unknown key frequency'),
  ('update: bad nested value', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"retention": {"retentionDays": -5}}'), '22023', 'invalid retention.retentionDays: -5 is out of range'),
  ('update: stale version', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"name": "Renamed", "expectedVersion": 7}'), '40001', 'backup configuration "Nightly" has version 1, not 7'),
@@ -122,7 +125,7 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
 $$;
 SELECT pg_temp.fingerprint() AS before \gset
 
-SELECT is((SELECT count(*) FROM bad), 75::bigint, 'the table of bad inputs has 75 cases');
+SELECT is((SELECT count(*) FROM bad), 78::bigint, 'the table of bad inputs has 78 cases');
 -- no ORDER BY: rows come out in the order they are evaluated (insertion
 -- order of a fresh temporary table), which keeps the TAP numbers in order
 SELECT unnest(ARRAY[

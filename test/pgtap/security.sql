@@ -2,7 +2,7 @@
 -- other's rows; the application cannot read the audit log or change
 -- compliance rules; auditors read everything and change nothing.
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -60,6 +60,10 @@ SELECT throws_ok($$SELECT set_config('backup_offline.organization_id', 'bbbbbbbb
 				   SELECT count(*) FROM backup_offline.backup_configuration$$,
 	'42501', 'role "t_app_a" is not a member of organization bbbbbbbb-0000-4000-8000-00000000000b',
 	'A cannot choose B as its session organization');
+SELECT throws_ok($$SELECT set_config('backup_offline.organization_id', 'bbbbbbbb-0000-4000-8000-00000000000b', true);
+				   SELECT count(*) FROM backup_offline.compliance_rule$$,
+	'42501', 'role "t_app_a" is not a member of organization bbbbbbbb-0000-4000-8000-00000000000b',
+	'naming a foreign organization is refused even where only shared rows exist');
 SELECT throws_ok($$SELECT * FROM backup_offline.audit_log$$, '42501', NULL, 'the application cannot read the audit log');
 SELECT throws_ok($$SELECT backup_offline.verify_audit_chain()$$, '42501', NULL, 'the application cannot verify the audit chain');
 SELECT throws_ok($$UPDATE backup_offline.compliance_rule SET minimum_retention = '1 day' WHERE regulation = 'HIPAA'$$,
