@@ -34,7 +34,10 @@
  * SERIALIZABLE a writer that meets a head moved by a concurrent transaction
  * fails with a serialization error (40001) and should be retried.  The head
  * row is created on the first write (not by CREATE EXTENSION), so that a
- * dumped head can be restored without colliding with a seeded one.
+ * dumped head can be restored without colliding with a seeded one.  The
+ * head queries are saved plans; after its first write a transaction finds
+ * the head by the ctid its last update left (see lock_chain_head), so many
+ * writes in one transaction stay linear.
  *
  * Append-only.  BEFORE UPDATE OR DELETE (row and statement level) and BEFORE
  * TRUNCATE triggers refuse with SQLSTATE 42501 "audit_log is append-only",
@@ -161,6 +164,22 @@ static const char *const audit_column[AF_NUM] = {
 #define VERIFY_BATCH_ROWS	1000
 
 static const uint8 zero_hash[BO_AUDIT_HASH_LEN] = {0};
+
+/* saved plans for the chain head (prepare_head_plans) */
+enum
+{
+	HEAD_LOCK,					/* lock by key */
+	HEAD_LOCK_TID,				/* lock by ctid */
+	HEAD_CREATE,				/* create on first write */
+	HEAD_ADVANCE,				/* update by ctid */
+	HEAD_NUM_PLANS
+};
+static SPIPlanPtr head_plans[HEAD_NUM_PLANS];
+static Oid	head_plans_nsp = InvalidOid;
+
+/* the head version this backend's transaction head_tid_fxid last wrote */
+static FullTransactionId head_tid_fxid;
+static ItemPointerData head_tid;
 
 /*
  * Feed one length-prefixed field to the hash; len -1 is SQL NULL.
@@ -452,50 +471,114 @@ bo_write_audit(PG_FUNCTION_ARGS)
 }
 
 /*
- * Lock the chain head (creating it on the first write) and read it.
- * Called inside SPI; nspname is the quoted schema name.
+ * Make (once per backend and schema) the saved plans for the chain head.
+ * Called inside SPI.
  */
 static void
-lock_chain_head(const char *nspname, int64 *last_id, uint8 *last_hash)
+prepare_head_plans(Oid nspid)
 {
+	static const char *const queries[HEAD_NUM_PLANS] = {
+		"SELECT ctid, last_id, last_hash FROM %s.audit_chain_head WHERE singleton FOR UPDATE",
+		"SELECT ctid, last_id, last_hash FROM %s.audit_chain_head WHERE ctid = $1 FOR UPDATE",
+		"INSERT INTO %s.audit_chain_head (singleton, last_id, last_hash) "
+		"VALUES (true, 0, $1) ON CONFLICT (singleton) DO NOTHING",
+		"UPDATE %s.audit_chain_head SET last_id = $2, last_hash = $3 WHERE ctid = $1 "
+		"RETURNING ctid"
+	};
+	static Oid	tid_arg[1] = {TIDOID};
+	static Oid	bytea_arg[1] = {BYTEAOID};
+	static Oid	advance_args[3] = {TIDOID, INT8OID, BYTEAOID};
+	static const int nargs[HEAD_NUM_PLANS] = {0, 1, 1, 3};
+	Oid		   *argtypes[HEAD_NUM_PLANS] = {NULL, tid_arg, bytea_arg, advance_args};
+	const char *nspname;
 	StringInfoData sql;
-	Oid			argtypes[1] = {BYTEAOID};
+	int			i;
+
+	if (head_plans_nsp == nspid)
+		return;
+
+	head_plans_nsp = InvalidOid;
+	for (i = 0; i < HEAD_NUM_PLANS; i++)
+	{
+		if (head_plans[i] != NULL)
+			SPI_freeplan(head_plans[i]);
+		head_plans[i] = NULL;
+	}
+
+	nspname = quote_identifier(get_namespace_name(nspid));
+	initStringInfo(&sql);
+	for (i = 0; i < HEAD_NUM_PLANS; i++)
+	{
+		SPIPlanPtr	plan;
+
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, queries[i], nspname);
+		plan = SPI_prepare(sql.data, nargs[i], argtypes[i]);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare audit chain head query: %s",
+				 SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not save audit chain head query");
+		head_plans[i] = plan;
+	}
+	pfree(sql.data);
+	head_plans_nsp = nspid;
+}
+
+/*
+ * Lock the chain head (creating it on the first write) and read it.
+ * Called inside SPI, after prepare_head_plans().
+ *
+ * Within one transaction every audit write leaves a new version of the head
+ * row that cannot be pruned before the transaction ends; looking the head up
+ * by key walks all of them, which makes many writes in one transaction
+ * quadratic.  So after the first write the transaction goes straight to the
+ * version it left (head_tid).  If that version is not visible any more (a
+ * rolled-back subtransaction made it, or something else updated the head
+ * since), the lookup by key is used.
+ */
+static void
+lock_chain_head(FullTransactionId fxid, ItemPointer tid, int64 *last_id,
+				uint8 *last_hash)
+{
 	Datum		values[1];
+	bool		found = false;
 	bool		isnull;
 	bytea	   *hash;
 	int			attempt;
 
-	initStringInfo(&sql);
-	for (attempt = 0; attempt < 2; attempt++)
+	if (FullTransactionIdEquals(head_tid_fxid, fxid) && ItemPointerIsValid(&head_tid))
 	{
-		resetStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "SELECT last_id, last_hash FROM %s.audit_chain_head "
-						 "WHERE singleton FOR UPDATE",
-						 nspname);
-		if (SPI_execute(sql.data, false, 0) != SPI_OK_SELECT)
+		values[0] = PointerGetDatum(&head_tid);
+		if (SPI_execute_plan(head_plans[HEAD_LOCK_TID], values, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "could not lock the audit chain head");
-		if (SPI_processed == 1)
+		found = (SPI_processed == 1);
+	}
+
+	for (attempt = 0; attempt < 2 && !found; attempt++)
+	{
+		if (SPI_execute_plan(head_plans[HEAD_LOCK], NULL, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not lock the audit chain head");
+		found = (SPI_processed == 1);
+		if (found)
 			break;
 
 		/* first write: create the head, racing writers create it once */
-		resetStringInfo(&sql);
-		appendStringInfo(&sql,
-						 "INSERT INTO %s.audit_chain_head (singleton, last_id, last_hash) "
-						 "VALUES (true, 0, $1) ON CONFLICT (singleton) DO NOTHING",
-						 nspname);
 		values[0] = PointerGetDatum(make_bytea(zero_hash, BO_AUDIT_HASH_LEN));
-		if (SPI_execute_with_args(sql.data, 1, argtypes, values, NULL,
-								  false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_plan(head_plans[HEAD_CREATE], values, NULL, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not create the audit chain head");
 	}
-	if (SPI_processed != 1)
+	if (!found)
 		elog(ERROR, "audit chain head not found after creating it");
 
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+																SPI_tuptable->tupdesc,
+																1, &isnull)),
+					tid);
 	*last_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
+										   SPI_tuptable->tupdesc, 2, &isnull));
 	hash = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
+										 SPI_tuptable->tupdesc, 3, &isnull));
 	if (VARSIZE_ANY_EXHDR(hash) != BO_AUDIT_HASH_LEN || *last_id < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
@@ -504,30 +587,31 @@ lock_chain_head(const char *nspname, int64 *last_id, uint8 *last_hash)
 						   BO_AUDIT_HASH_LEN),
 				 errhint("Run backup_offline.verify_audit_chain() to locate the damage.")));
 	memcpy(last_hash, VARDATA_ANY(hash), BO_AUDIT_HASH_LEN);
-	pfree(sql.data);
 }
 
 /*
- * Move the chain head to the new row.  Called inside SPI.
+ * Move the locked chain head (at tid) to the new row and remember where its
+ * new version is.  Called inside SPI.
  */
 static void
-advance_chain_head(const char *nspname, int64 id, const uint8 *hash)
+advance_chain_head(FullTransactionId fxid, ItemPointer tid, int64 id,
+				   const uint8 *hash)
 {
-	StringInfoData sql;
-	Oid			argtypes[2] = {INT8OID, BYTEAOID};
-	Datum		values[2];
+	Datum		values[3];
+	bool		isnull;
 
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "UPDATE %s.audit_chain_head SET last_id = $1, last_hash = $2 "
-					 "WHERE singleton",
-					 nspname);
-	values[0] = Int64GetDatum(id);
-	values[1] = PointerGetDatum(make_bytea(hash, BO_AUDIT_HASH_LEN));
-	if (SPI_execute_with_args(sql.data, 2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE ||
+	values[0] = PointerGetDatum(tid);
+	values[1] = Int64GetDatum(id);
+	values[2] = PointerGetDatum(make_bytea(hash, BO_AUDIT_HASH_LEN));
+	if (SPI_execute_plan(head_plans[HEAD_ADVANCE], values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING ||
 		SPI_processed != 1)
 		elog(ERROR, "could not advance the audit chain head");
-	pfree(sql.data);
+
+	ItemPointerCopy((ItemPointer) DatumGetPointer(SPI_getbinval(SPI_tuptable->vals[0],
+																SPI_tuptable->tupdesc,
+																1, &isnull)),
+					&head_tid);
+	head_tid_fxid = fxid;
 }
 
 /*
@@ -546,7 +630,8 @@ bo_audit_chain(PG_FUNCTION_ARGS)
 	MemoryContext callercxt;
 	Relation	rel;
 	TupleDesc	tupdesc;
-	const char *nspname;
+	FullTransactionId fxid;
+	ItemPointerData tid;
 	int			attnums[AF_NUM];
 	Datum	   *tvalues;
 	bool	   *tnulls;
@@ -612,14 +697,15 @@ bo_audit_chain(PG_FUNCTION_ARGS)
 	}
 	values[AF_OCCURRED_AT] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
 	nulls[AF_OCCURRED_AT] = false;
-	values[AF_TRANSACTION_ID] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	fxid = GetTopFullTransactionId();
+	values[AF_TRANSACTION_ID] = FullTransactionIdGetDatum(fxid);
 	nulls[AF_TRANSACTION_ID] = false;
 
-	nspname = quote_identifier(get_namespace_name(RelationGetNamespace(rel)));
 	callercxt = CurrentMemoryContext;
 
 	SPI_connect();
-	lock_chain_head(nspname, &last_id, last_hash);
+	prepare_head_plans(RelationGetNamespace(rel));
+	lock_chain_head(fxid, &tid, &last_id, last_hash);
 
 	values[AF_ID] = Int64GetDatum(last_id + 1);
 	nulls[AF_ID] = false;
@@ -629,7 +715,7 @@ bo_audit_chain(PG_FUNCTION_ARGS)
 	nulls[AF_PREV_HASH] = false;
 
 	audit_row_hash(values, nulls, row_hash);
-	advance_chain_head(nspname, last_id + 1, row_hash);
+	advance_chain_head(fxid, &tid, last_id + 1, row_hash);
 	SPI_finish();
 
 	values[AF_ROW_HASH] = PointerGetDatum(make_bytea(row_hash, BO_AUDIT_HASH_LEN));

@@ -3,7 +3,7 @@
 -- Runs as a superuser; ids are relative to the rows written here, since
 -- other files may have written audit rows in the same database.
 BEGIN;
-SELECT plan(63);
+SELECT plan(68);
 
 -- The canonical encoding of src/catalog/audit.c, written independently in SQL.
 CREATE FUNCTION pg_temp.audit_field(b bytea) RETURNS bytea
@@ -230,6 +230,30 @@ SELECT is((SELECT prev_hash FROM backup_offline.audit_log WHERE id = (SELECT id 
 	'a later write links to the previous last row');
 SELECT is(backup_offline.verify_audit_chain()->>'valid', 'true', 'the longer chain verifies');
 
+-- a rolled-back subtransaction takes its rows and its head move with it
+SAVEPOINT sub;
+INSERT INTO t_ids SELECT 7, backup_offline.write_audit('create', 'backup_configuration', 'cfg-3', NULL);
+INSERT INTO t_ids SELECT 8, backup_offline.write_audit('update', 'backup_configuration', 'cfg-3', NULL);
+ROLLBACK TO sub;
+INSERT INTO t_ids SELECT 7, backup_offline.write_audit('create', 'backup_configuration', 'cfg-4', NULL);
+SELECT is((SELECT id FROM t_ids WHERE n = 7), (SELECT id + 1 FROM t_ids WHERE n = 6),
+	'after a rolled-back savepoint the next id follows the last kept row');
+SELECT is((SELECT prev_hash FROM backup_offline.audit_log WHERE id = (SELECT id FROM t_ids WHERE n = 7)),
+	(SELECT row_hash FROM backup_offline.audit_log WHERE id = (SELECT id FROM t_ids WHERE n = 6)),
+	'and links to the last kept row');
+-- the head changed by something else in the same transaction is found again
+UPDATE backup_offline.audit_chain_head SET last_id = last_id;
+INSERT INTO t_ids SELECT 8, backup_offline.write_audit('delete', 'backup_configuration', 'cfg-4', NULL);
+SELECT is((SELECT id FROM t_ids WHERE n = 8), (SELECT id + 1 FROM t_ids WHERE n = 7),
+	'a write after another update of the head still gets the next id');
+-- many rows in one statement
+INSERT INTO backup_offline.audit_log (actor_role, action, object_type, details)
+	SELECT current_user, 'create', 'bulk', jsonb_build_object('i', g) FROM generate_series(1, 2000) g;
+SELECT is((SELECT count(*) FROM backup_offline.audit_log WHERE id > (SELECT id FROM t_ids WHERE n = 8)), 2000::bigint,
+	'a 2000-row INSERT is chained');
+SELECT is(backup_offline.verify_audit_chain() - 'rowsChecked' - 'lastId',
+	'{"valid": true, "problem": null, "firstBrokenId": null}'::jsonb, 'and the whole chain verifies');
+
 -- ---- privileges --------------------------------------------------------------
 SELECT is(has_table_privilege(r, 'backup_offline.audit_log', 'INSERT, UPDATE, DELETE, TRUNCATE'), false,
 	r || ' may not change audit_log')
@@ -252,7 +276,7 @@ SET LOCAL ROLE backup_offline_approver;
 SELECT throws_ok('SELECT count(*) FROM backup_offline.audit_log', '42501', NULL, 'the approver cannot read audit_log');
 RESET ROLE;
 SET LOCAL ROLE backup_offline_auditor;
-SELECT is((SELECT count(*) FROM backup_offline.audit_log a JOIN t_ids t USING (id)), 6::bigint,
+SELECT is((SELECT count(*) FROM backup_offline.audit_log a JOIN t_ids t USING (id)), 8::bigint,
 	'the auditor reads rows of every organization');
 SELECT is(backup_offline.verify_audit_chain()->>'valid', 'true', 'the auditor can verify');
 SELECT throws_ok($$SELECT backup_offline.write_audit('create', 'x', NULL, NULL)$$, '42501', NULL,
