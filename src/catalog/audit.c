@@ -94,7 +94,13 @@
  * before or after the head, or whose last row_hash differs from the head's,
  * is "head_mismatch"; firstBrokenId is then the first id the head and the
  * log disagree about (the first missing row, the first row past the head,
- * or the last row when only the hash differs).
+ * or the last row when only the hash differs).  The result is
+ * {"valid", "rowsChecked", "lastId", "firstBrokenId", "problem"}:
+ * rowsChecked counts the rows that passed before the first broken one (all
+ * rows when valid), lastId is the last of them (null when there is none),
+ * firstBrokenId and problem are null when valid.  Memory does not grow with
+ * the log: rows are fetched in batches and each row's copies live in a
+ * context reset after it.
  *
  * IDENTIFICATION
  *		src/catalog/audit.c
