@@ -58,6 +58,8 @@ CREATE UNIQUE INDEX entity_registry_type_key
 	ON @extschema@.entity_registry (organization_id, entity_type) NULLS NOT DISTINCT;
 
 -- Named regulations: minimum retention and the safeguards they require.
+-- built_in rows ship with the extension and cannot be changed; stricter
+-- terms go into an organization's own row for the same regulation.
 -- Retention runs minimum_retention after the anchor event and, when
 -- until_subject_age is set, at least until the record's subject reaches that
 -- age: whichever is later.
@@ -79,6 +81,7 @@ CREATE TABLE @extschema@.compliance_rule (
 	source_citation text NOT NULL,
 	source_url text,
 	notes text,
+	built_in boolean NOT NULL DEFAULT false,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
 	created_by uuid,
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -145,7 +148,10 @@ INSERT INTO @extschema@.config_status_transition VALUES
 	('SUSPENDED', 'ACTIVE'), ('SUSPENDED', 'DISABLED'), ('SUSPENDED', 'ARCHIVED'),
 	('DISABLED', 'ACTIVE'), ('DISABLED', 'ARCHIVED');
 
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.organization_member', '');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.entity_registry', 'WHERE organization_id IS NOT NULL');
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.compliance_rule', 'WHERE organization_id IS NOT NULL');
+-- pg_dump keeps what users added; the built-in rows come back with CREATE
+-- EXTENSION (see 32_seed.sql).
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.organization_member',
+	'WHERE NOT (organization_id IS NULL AND role_name IN (''backup_offline_admin'', ''backup_offline_auditor''))');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.entity_registry', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.compliance_rule', 'WHERE NOT built_in');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.backup_configuration', '');

@@ -109,6 +109,33 @@ CREATE TRIGGER entity_registry_audit
 	AFTER INSERT OR UPDATE OR DELETE ON @extschema@.entity_registry
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.audit_row_change('entity_registry');
 
+-- Built-in rules are the extension's: they cannot be changed or removed,
+-- and only the install script creates them.
+CREATE FUNCTION @extschema@.compliance_rule_guard()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.built_in THEN
+		RAISE EXCEPTION 'compliance rule "%" is built in and cannot change', OLD.regulation
+			USING ERRCODE = '55000',
+				  HINT = 'Add an organization''s own row for the same regulation with stricter terms, or a rule under a new regulation name.';
+	END IF;
+	IF TG_OP = 'DELETE' THEN
+		RETURN OLD;
+	END IF;
+	IF NEW.built_in THEN
+		RAISE EXCEPTION 'only the extension creates built-in compliance rules'
+			USING ERRCODE = '42501', HINT = 'Leave built_in false.';
+	END IF;
+	RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER compliance_rule_guard
+	BEFORE INSERT OR UPDATE OR DELETE ON @extschema@.compliance_rule
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.compliance_rule_guard();
 CREATE TRIGGER compliance_rule_stamp
 	BEFORE INSERT OR UPDATE ON @extschema@.compliance_rule
 	FOR EACH ROW EXECUTE FUNCTION @extschema@.stamp_row();

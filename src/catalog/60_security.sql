@@ -66,7 +66,7 @@ TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
 GRANT EXECUTE ON FUNCTION @extschema@.register_entity(text, regclass, jsonb) TO backup_offline_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.stamp_row(), @extschema@.entity_registry_guard(),
-	@extschema@.entity_registry_in_use(),
+	@extschema@.entity_registry_in_use(), @extschema@.compliance_rule_guard(),
 	@extschema@.backup_configuration_guard()
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
@@ -122,7 +122,3 @@ BEGIN
 	END LOOP;
 END
 $policies$;
-
--- administrators and auditors act for every organization
-INSERT INTO @extschema@.organization_member (role_name, organization_id) VALUES
-	('backup_offline_admin', NULL), ('backup_offline_auditor', NULL);

@@ -1,6 +1,6 @@
 -- Configuration life cycle: what may change when, and what each change does.
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 SET LOCAL timezone = 'UTC';
 
 CREATE SCHEMA t_life;
@@ -38,7 +38,8 @@ SELECT is(
 
 -- a rule made stricter: the configuration no longer validates, yet it can
 -- still be paused; reactivating it is refused until it is fixed
-UPDATE backup_offline.compliance_rule SET minimum_retention = '10 years' WHERE regulation = 'IRS' AND organization_id IS NULL;
+INSERT INTO backup_offline.compliance_rule (organization_id, regulation, name, jurisdiction, minimum_retention, source_citation)
+VALUES ('cccccccc-0000-4000-8000-00000000000c', 'IRS', 'IRS, agency policy', 'US-FEDERAL', '10 years', 'agency policy 7');
 SELECT lives_ok(format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', :'id', 'PAUSED'),
 	'a configuration that no longer validates can be paused');
 SELECT is((SELECT next_backup_at FROM backup_offline.backup_configuration WHERE id = :'id'), NULL,
@@ -63,6 +64,14 @@ SELECT is(backup_offline.compliance_retention_until('HIPAA', '2020-01-01', NULL,
 SELECT set_config('backup_offline.organization_id', '', true);
 SELECT is(backup_offline.compliance_retention_until('HIPAA', '2020-01-01'), '2026-01-01'::date,
 	'without an organization the shared rule applies');
+
+SELECT throws_ok($$UPDATE backup_offline.compliance_rule SET minimum_retention = '1 day' WHERE regulation = 'HIPAA' AND organization_id IS NULL$$,
+	'55000', 'compliance rule "HIPAA" is built in and cannot change', 'built-in rules cannot be weakened, even by a superuser');
+SELECT is((SELECT count(*) FROM backup_offline.audit_log
+			WHERE (object_type = 'compliance_rule' AND details->'new'->>'built_in' = 'true')
+			   OR (object_type = 'organization_member'
+				   AND details->'new'->>'role_name' IN ('backup_offline_admin', 'backup_offline_auditor'))), 0::bigint,
+	'installing wrote no audit rows for the built-in rows');
 
 -- a direct UPDATE that sets deleted_at archives the configuration
 UPDATE backup_offline.backup_configuration SET deleted_at = '2000-01-01' WHERE id = :'id';
