@@ -28,6 +28,15 @@ RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT CASE WHEN path OPERATOR(pg_catalog.=) '' THEN key ELSE path OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) key END $$;
 
+-- A JSON value for an error message, cut to 60 characters.
+CREATE FUNCTION @extschema@.json_excerpt(v jsonb)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT CASE WHEN pg_catalog.length(v::text) OPERATOR(pg_catalog.>) 60
+				THEN pg_catalog.left(v::text, 57) OPERATOR(pg_catalog.||) '...' ELSE v::text END
+$$;
+
 -- obj must be a JSON object whose keys are all in allowed.
 CREATE FUNCTION @extschema@.check_object(obj jsonb, path text, allowed text[])
 RETURNS void
@@ -85,13 +94,13 @@ BEGIN
 	END IF;
 	IF pg_catalog.jsonb_typeof(v) OPERATOR(pg_catalog.<>) 'number' OR v::numeric OPERATOR(pg_catalog.<>) pg_catalog.trunc(v::numeric) THEN
 		PERFORM @extschema@.raise_invalid(
-			pg_catalog.format('invalid %s: %s is not an integer', @extschema@.json_path(path, key), v),
+			pg_catalog.format('invalid %s: %s is not an integer', @extschema@.json_path(path, key), @extschema@.json_excerpt(v)),
 			pg_catalog.format('Use a whole number from %s to %s.', lo, hi));
 	END IF;
 	n := v::numeric;
 	IF n OPERATOR(pg_catalog.<) lo OR n OPERATOR(pg_catalog.>) hi THEN
 		PERFORM @extschema@.raise_invalid(
-			pg_catalog.format('invalid %s: %s is out of range', @extschema@.json_path(path, key), v),
+			pg_catalog.format('invalid %s: %s is out of range', @extschema@.json_path(path, key), @extschema@.json_excerpt(v)),
 			pg_catalog.format('Use a whole number from %s to %s.', lo, hi));
 	END IF;
 	RETURN n::bigint;
@@ -325,6 +334,18 @@ BEGIN
 				 ELSE 'Every included entity type is also excluded.' END);
 	END IF;
 
+	SELECT pg_catalog.string_agg(pg_catalog.format('"%s"', r.entity_type), ', ' ORDER BY r.entity_type) INTO e
+	  FROM @extschema@.entity_registry r
+	 WHERE (r.organization_id IS NULL OR r.organization_id OPERATOR(pg_catalog.=) organization)
+	   AND r.entity_type OPERATOR(pg_catalog.=) ANY (selected)
+	   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) r.table_name);
+	IF e IS NOT NULL THEN
+		PERFORM @extschema@.raise_invalid(
+			pg_catalog.format('scope selects entity type %s whose table no longer exists', e),
+			'Register the entity type again for its new table, or leave it out of the scope.',
+			NULL, '42P01');
+	END IF;
+
 	PERFORM @extschema@.json_uuid_array(scope, 'clientIds', 'scope');
 	PERFORM @extschema@.json_uuid_array(scope, 'caregiverIds', 'scope');
 	PERFORM @extschema@.json_uuid_array(scope, 'branchIds', 'scope');
@@ -412,6 +433,7 @@ DECLARE
 	i integer;
 	replicas jsonb;
 	normalized_replicas jsonb := '[]';
+	replica jsonb;
 	types text[] := ARRAY['LOCAL_FILESYSTEM', 'NETWORK_SHARE', 'AWS_S3', 'AZURE_BLOB',
 						  'GOOGLE_CLOUD_STORAGE', 'SFTP', 'MULTI'];
 BEGIN
@@ -445,7 +467,7 @@ BEGIN
 					pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, s), dest OPERATOR(pg_catalog.->>) s),
 					'Give an operating-system user or group name.');
 			END IF;
-			IF dest OPERATOR(pg_catalog.?) s THEN
+			IF (dest OPERATOR(pg_catalog.->>) s) IS NOT NULL THEN
 				result := result OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(s, dest OPERATOR(pg_catalog.->>) s);
 			END IF;
 		END LOOP;
@@ -513,9 +535,15 @@ BEGIN
 				'List the destinations to write to, for example [{"type": "AWS_S3", "bucket": "care-backups"}].');
 		END IF;
 		FOR i IN 0 .. pg_catalog.jsonb_array_length(replicas) OPERATOR(pg_catalog.-) 1 LOOP
-			normalized_replicas := normalized_replicas OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(
-				@extschema@.validate_storage(replicas OPERATOR(pg_catalog.->) i,
-											pg_catalog.format('%s[%s]', @extschema@.json_path(path, 'replicas'), i), true));
+			replica := @extschema@.validate_storage(replicas OPERATOR(pg_catalog.->) i,
+				pg_catalog.format('%s[%s]', @extschema@.json_path(path, 'replicas'), i), true);
+			IF EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements(normalized_replicas) e
+					   WHERE e.value OPERATOR(pg_catalog.=) replica) THEN
+				PERFORM @extschema@.raise_invalid(
+					pg_catalog.format('invalid %s[%s]: the same destination is listed twice', @extschema@.json_path(path, 'replicas'), i),
+					'List each replica once.');
+			END IF;
+			normalized_replicas := normalized_replicas OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(replica);
 		END LOOP;
 		result := result OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('replicas', normalized_replicas);
 	END IF;
@@ -548,7 +576,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	recipients := @extschema@.json_text_array(n, 'recipients', 'notificationSettings', true);
-	IF 'EMAIL' OPERATOR(pg_catalog.=) ANY (channels) THEN
+	IF channels OPERATOR(pg_catalog.&&) ARRAY['EMAIL', 'SMS'] THEN
 		FOR i IN 1 .. coalesce(pg_catalog.cardinality(recipients), 0) LOOP
 			IF recipients[i] OPERATOR(pg_catalog.!~) '^[^@\s]+@[^@\s]+\.[^@\s]+$' AND recipients[i] OPERATOR(pg_catalog.!~) '^\+?[0-9]{7,15}$' THEN
 				PERFORM @extschema@.raise_invalid(
@@ -557,8 +585,8 @@ BEGIN
 			END IF;
 		END LOOP;
 		IF coalesce(pg_catalog.cardinality(recipients), 0) OPERATOR(pg_catalog.=) 0 THEN
-			PERFORM @extschema@.raise_invalid('notificationSettings.recipients is required for the EMAIL channel',
-											 'List at least one e-mail address.');
+			PERFORM @extschema@.raise_invalid('notificationSettings.recipients is required for the EMAIL and SMS channels',
+											 'List at least one e-mail address or phone number.');
 		END IF;
 	END IF;
 	url := @extschema@.json_text(n, 'webhookUrl', 'notificationSettings', false, 2048);
@@ -569,6 +597,11 @@ BEGIN
 	IF 'WEBHOOK' OPERATOR(pg_catalog.=) ANY (channels) AND url IS NULL THEN
 		PERFORM @extschema@.raise_invalid('notificationSettings.webhookUrl is required for the WEBHOOK channel',
 										 'Give the URL to post notifications to.');
+	END IF;
+	IF @extschema@.json_bool(n, 'enabled', 'notificationSettings', false)
+	   AND coalesce(pg_catalog.cardinality(channels), 0) OPERATOR(pg_catalog.=) 0 THEN
+		PERFORM @extschema@.raise_invalid('notificationSettings.enabled needs at least one channel',
+										 'List channels, for example ["EMAIL"], or set enabled to false.');
 	END IF;
 	RETURN n OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(
 		'enabled', @extschema@.json_bool(n, 'enabled', 'notificationSettings', coalesce(pg_catalog.cardinality(channels), 0) OPERATOR(pg_catalog.>) 0),
@@ -599,6 +632,7 @@ DECLARE
 	reqs jsonb;
 	normalized_reqs jsonb := '[]';
 	rule record;
+	seen text[] := '{}';
 	i integer;
 	p text;
 	req_regulation text;
@@ -662,7 +696,7 @@ BEGIN
 
 	-- compliance requirements: each names a known req_regulation; its minimum
 	-- (the larger of the requirement's and the rule's) must be met
-	reqs := config OPERATOR(pg_catalog.->) 'complianceRequirements';
+	reqs := nullif(config OPERATOR(pg_catalog.->) 'complianceRequirements', 'null'::jsonb);
 	IF reqs IS NOT NULL AND pg_catalog.jsonb_typeof(reqs) OPERATOR(pg_catalog.<>) 'array' THEN
 		PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid complianceRequirements: %s is not an array', reqs),
 										 'Pass an array of objects such as [{"regulation": "HIPAA"}].');
@@ -673,11 +707,26 @@ BEGIN
 		PERFORM @extschema@.check_object(req, p,
 			ARRAY['regulation', 'minimumRetentionDays', 'requiresEncryption', 'requiresAuditLog', 'requiresIntegrityCheck']);
 		req_regulation := @extschema@.json_text(req, 'regulation', p, true, 63);
-		SELECT r.* INTO rule FROM @extschema@.compliance_rule r
+		IF req_regulation OPERATOR(pg_catalog.=) ANY (seen) THEN
+			PERFORM @extschema@.raise_invalid(
+				pg_catalog.format('invalid %s.regulation: "%s" is listed twice', p, req_regulation),
+				'List each regulation once.');
+		END IF;
+		seen := seen OPERATOR(pg_catalog.||) req_regulation;
+		-- The shared rule and the organization's own row, if any, together:
+		-- an organization's row may make a rule stricter, never weaker.
+		SELECT pg_catalog.count(*) AS n,
+			   pg_catalog.max(@extschema@.retention_interval_days(r.minimum_retention)) AS minimum_days,
+			   pg_catalog.bool_or(r.requires_encryption) AS requires_encryption,
+			   pg_catalog.bool_or(r.requires_integrity_check) AS requires_integrity_check,
+			   pg_catalog.bool_or(r.requires_audit_log) AS requires_audit_log,
+			   pg_catalog.string_agg(r.name OPERATOR(pg_catalog.||) ' (' OPERATOR(pg_catalog.||) r.source_citation OPERATOR(pg_catalog.||) ')',
+									 '; ' ORDER BY r.organization_id NULLS FIRST) AS source
+		  INTO rule
+		  FROM @extschema@.compliance_rule r
 		 WHERE r.regulation OPERATOR(pg_catalog.=) req_regulation
-		   AND (r.organization_id IS NULL OR r.organization_id OPERATOR(pg_catalog.=) org)
-		 ORDER BY r.organization_id NULLS LAST LIMIT 1;
-		IF NOT FOUND THEN
+		   AND (r.organization_id IS NULL OR r.organization_id OPERATOR(pg_catalog.=) org);
+		IF rule.n OPERATOR(pg_catalog.=) 0 THEN
 			PERFORM @extschema@.raise_invalid(
 				pg_catalog.format('unknown regulation "%s" in %s.regulation', req_regulation, p),
 				'Use a regulation listed in backup_offline.compliance_rule, or add a rule there first.',
@@ -685,7 +734,7 @@ BEGIN
 					FROM @extschema@.compliance_rule r WHERE r.organization_id IS NULL OR r.organization_id OPERATOR(pg_catalog.=) org)));
 		END IF;
 		minimum := GREATEST(@extschema@.json_int(req, 'minimumRetentionDays', p, 0, 36500, 0),
-							@extschema@.retention_interval_days(rule.minimum_retention));
+							rule.minimum_days);
 		-- a requirement may add safeguards to its rule, never waive them
 		needs_encryption := @extschema@.json_bool(req, 'requiresEncryption', p, rule.requires_encryption);
 		needs_integrity := @extschema@.json_bool(req, 'requiresIntegrityCheck', p, rule.requires_integrity_check);
@@ -696,23 +745,23 @@ BEGIN
 				pg_catalog.format('%s cannot waive a safeguard %s requires', p, req_regulation),
 				'Leave requiresEncryption, requiresIntegrityCheck and requiresAuditLog out, or set them to true.',
 				pg_catalog.format('%s requires encryption: %s, integrity checks: %s, an audit log: %s (%s).', req_regulation,
-					rule.requires_encryption, rule.requires_integrity_check, rule.requires_audit_log, rule.source_citation), '23514');
+					rule.requires_encryption, rule.requires_integrity_check, rule.requires_audit_log, rule.source), '23514');
 		END IF;
 		IF retention_days OPERATOR(pg_catalog.<>) 0 AND retention_days OPERATOR(pg_catalog.<) minimum THEN
 			PERFORM @extschema@.raise_invalid(
 				pg_catalog.format('retention.retentionDays %s is below the %s days %s requires', retention_days, minimum, req_regulation),
 				pg_catalog.format('Keep backups at least %s days (or 0, to keep them forever).', minimum),
-				pg_catalog.format('%s: %s (%s).', p, rule.name, rule.source_citation), '23514');
+				pg_catalog.format('%s: %s.', p, rule.source), '23514');
 		END IF;
 		IF needs_encryption AND NOT encryption THEN
 			PERFORM @extschema@.raise_invalid(
 				pg_catalog.format('encryptionEnabled must be true: %s requires encryption', req_regulation),
-				'Set encryptionEnabled to true.', pg_catalog.format('%s: %s (%s).', p, rule.name, rule.source_citation), '23514');
+				'Set encryptionEnabled to true.', pg_catalog.format('%s: %s.', p, rule.source), '23514');
 		END IF;
 		IF needs_integrity AND NOT integrity THEN
 			PERFORM @extschema@.raise_invalid(
 				pg_catalog.format('integrityCheckEnabled must be true: %s requires integrity checks', req_regulation),
-				'Set integrityCheckEnabled to true.', pg_catalog.format('%s: %s (%s).', p, rule.name, rule.source_citation), '23514');
+				'Set integrityCheckEnabled to true.', pg_catalog.format('%s: %s.', p, rule.source), '23514');
 		END IF;
 		normalized_reqs := normalized_reqs OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object(
 			'regulation', req_regulation,

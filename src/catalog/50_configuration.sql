@@ -100,8 +100,15 @@ AS $$
 DECLARE
 	content_changed boolean;
 	allowed text;
+	bookkeeping CONSTANT text[] := ARRAY['updated_at', 'updated_by', 'updated_by_role', 'version'];
 BEGIN
+	-- the time zone column always follows schedule.timezone
+	NEW.timezone := coalesce(NEW.schedule->>'timezone', 'UTC');
 	IF TG_OP = 'UPDATE' THEN
+		-- an update that changes nothing is skipped: no new version, no audit row
+		IF to_jsonb(NEW) - bookkeeping = to_jsonb(OLD) - bookkeeping THEN
+			RETURN NULL;
+		END IF;
 		IF OLD.deleted_at IS NOT NULL THEN
 			RAISE EXCEPTION 'backup configuration "%" is deleted', OLD.name
 				USING ERRCODE = '55000', HINT = 'Deleted configurations are kept for the record and cannot change.';
@@ -110,11 +117,16 @@ BEGIN
 			RAISE EXCEPTION 'the id and organization of backup configuration "%" cannot change', OLD.name
 				USING ERRCODE = '23514', HINT = 'Create a new configuration instead.';
 		END IF;
-		-- a soft delete archives, whatever else the statement set
+		-- a soft delete archives and changes nothing else of the content,
+		-- whatever else the statement set
 		IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
+			NEW := @extschema@.configuration_apply(@extschema@.configuration_input(OLD), NEW);
+			NEW.timezone := OLD.timezone;
 			NEW.deleted_at := now();
 			NEW.deleted_by := @extschema@.current_actor();
 			NEW.status := 'ARCHIVED';
+		ELSE
+			NEW.deleted_by := OLD.deleted_by;
 		END IF;
 		IF NEW.status <> OLD.status THEN
 			IF NOT EXISTS (SELECT 1 FROM @extschema@.config_status_transition t
@@ -149,6 +161,7 @@ BEGIN
 		NEW.status_changed_at := now();
 		NEW.consecutive_failures := 0;
 		NEW.last_backup_at := NULL;
+		NEW.deleted_by := NULL;
 		IF NEW.deleted_at IS NOT NULL THEN
 			RAISE EXCEPTION 'a new backup configuration cannot be deleted'
 				USING ERRCODE = '23514', HINT = 'Leave deleted_at empty.';
@@ -241,10 +254,10 @@ DECLARE
 	new_id uuid;
 BEGIN
 	INSERT INTO @extschema@.backup_configuration
-		(organization_id, name, description, config_type, schedule, timezone, scope, retention,
+		(organization_id, name, description, config_type, schedule, scope, retention,
 		 storage_destination, encryption_enabled, compression_enabled, integrity_check_enabled,
 		 checksum_algorithm, notification_settings, compliance_requirements, status)
-	VALUES (r.organization_id, r.name, r.description, r.config_type, r.schedule, r.timezone, r.scope,
+	VALUES (r.organization_id, r.name, r.description, r.config_type, r.schedule, r.scope,
 			r.retention, r.storage_destination, r.encryption_enabled, r.compression_enabled,
 			r.integrity_check_enabled, r.checksum_algorithm, r.notification_settings,
 			r.compliance_requirements, r.status)
@@ -308,10 +321,10 @@ BEGIN
 	v := @extschema@.validate_configuration(@extschema@.configuration_input(c) || (changes - 'expectedVersion'));
 	c := @extschema@.configuration_apply(v, c);
 	UPDATE @extschema@.backup_configuration b
-	   SET (name, description, config_type, schedule, timezone, scope, retention, storage_destination,
+	   SET (name, description, config_type, schedule, scope, retention, storage_destination,
 			encryption_enabled, compression_enabled, integrity_check_enabled, checksum_algorithm,
 			notification_settings, compliance_requirements)
-		 = (c.name, c.description, c.config_type, c.schedule, c.timezone, c.scope, c.retention,
+		 = (c.name, c.description, c.config_type, c.schedule, c.scope, c.retention,
 			c.storage_destination, c.encryption_enabled, c.compression_enabled, c.integrity_check_enabled,
 			c.checksum_algorithm, c.notification_settings, c.compliance_requirements)
 	 WHERE b.id = c.id;

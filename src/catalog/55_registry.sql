@@ -79,6 +79,11 @@ AS $$
 DECLARE
 	names text;
 BEGIN
+	-- SECURITY DEFINER: never run on behalf of another table's trigger
+	IF TG_RELID <> '@extschema@.entity_registry'::regclass THEN
+		RAISE EXCEPTION 'entity_registry_in_use fires only on backup_offline.entity_registry'
+			USING ERRCODE = '42501';
+	END IF;
 	IF TG_OP = 'UPDATE' AND NEW.entity_type = OLD.entity_type
 	   AND NEW.organization_id IS NOT DISTINCT FROM OLD.organization_id THEN
 		RETURN NEW;
@@ -220,15 +225,20 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	rule @extschema@.compliance_rule;
 	org uuid := coalesce(organization_id,
 						 nullif(current_setting('backup_offline.organization_id', true), '')::uuid);
+	rule record;
 BEGIN
-	SELECT r.* INTO rule FROM @extschema@.compliance_rule r
+	-- the shared rule and the organization's own row together: the later
+	-- date of either (an organization's row makes a rule stricter, never weaker)
+	SELECT count(*) AS n, max(r.retention_anchor) AS retention_anchor,
+		   max((event_date + r.minimum_retention)::date) AS after_event,
+		   max(r.until_subject_age) AS until_subject_age
+	  INTO rule
+	  FROM @extschema@.compliance_rule r
 	 WHERE r.regulation = compliance_retention_until.regulation
-	   AND (r.organization_id IS NULL OR r.organization_id = org)
-	 ORDER BY r.organization_id NULLS LAST LIMIT 1;
-	IF NOT FOUND THEN
+	   AND (r.organization_id IS NULL OR r.organization_id = org);
+	IF rule.n = 0 THEN
 		RAISE EXCEPTION 'unknown regulation "%"', regulation
 			USING ERRCODE = '22023', HINT = 'See backup_offline.compliance_rule for the known regulations.';
 	END IF;
@@ -240,7 +250,7 @@ BEGIN
 		RAISE EXCEPTION 'subject_birth_date is required for %', regulation USING ERRCODE = '22023',
 			HINT = format('The rule keeps records at least until the subject is %s.', rule.until_subject_age);
 	END IF;
-	RETURN greatest((event_date + rule.minimum_retention)::date,
+	RETURN greatest(rule.after_event,
 					(subject_birth_date + make_interval(years => rule.until_subject_age))::date);
 END
 $$;

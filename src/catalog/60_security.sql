@@ -25,8 +25,7 @@ TO PUBLIC;
 GRANT EXECUTE ON FUNCTION
 	@extschema@.current_actor(),
 	@extschema@.current_organization_ids(),
-	@extschema@.sees_all_organizations_for(name),
-	@extschema@.organization_ids_for(name),
+	@extschema@.sees_all_organizations(),
 	@extschema@.resolve_organization(uuid, text),
 	@extschema@.get_backup_configuration(uuid),
 	@extschema@.configuration_to_json(@extschema@.backup_configuration),
@@ -65,10 +64,8 @@ GRANT EXECUTE ON FUNCTION
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
 GRANT EXECUTE ON FUNCTION @extschema@.register_entity(text, regclass, jsonb) TO backup_offline_admin;
-GRANT EXECUTE ON FUNCTION @extschema@.stamp_row(), @extschema@.entity_registry_guard(),
-	@extschema@.entity_registry_in_use(), @extschema@.compliance_rule_guard(),
-	@extschema@.backup_configuration_guard()
-TO backup_offline_admin, backup_offline_operator, backup_offline_app;
+-- Trigger functions are granted to no one: triggers fire without EXECUTE,
+-- and a grant would let a role attach them to a table of its own.
 
 -- tables
 GRANT SELECT ON @extschema@.backup_configuration, @extschema@.entity_registry,
@@ -78,30 +75,51 @@ TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
 -- Only the configuration's own fields are writable; the bookkeeping columns
 -- (id, versions, created/updated, next and last run, failure count) are set
 -- by the guard trigger and the job workers, never by the caller.
-GRANT INSERT (organization_id, name, description, config_type, schedule, timezone, scope, retention,
+-- (timezone follows schedule.timezone; deleted_by is stamped by the guard).
+GRANT INSERT (organization_id, name, description, config_type, schedule, scope, retention,
 			  storage_destination, encryption_enabled, compression_enabled, integrity_check_enabled,
 			  checksum_algorithm, notification_settings, compliance_requirements, status, status_reason),
-	  UPDATE (name, description, config_type, schedule, timezone, scope, retention, storage_destination,
+	  UPDATE (name, description, config_type, schedule, scope, retention, storage_destination,
 			  encryption_enabled, compression_enabled, integrity_check_enabled, checksum_algorithm,
-			  notification_settings, compliance_requirements, status, status_reason, deleted_at, deleted_by)
+			  notification_settings, compliance_requirements, status, status_reason, deleted_at)
 ON @extschema@.backup_configuration
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT INSERT, UPDATE, DELETE ON @extschema@.entity_registry, @extschema@.compliance_rule,
 	@extschema@.organization_member
 TO backup_offline_admin;
-GRANT SELECT ON @extschema@.organization_member TO backup_offline_admin, backup_offline_auditor;
+-- every role reads its own memberships (the policy below); administrators
+-- and auditors read them all
+GRANT SELECT ON @extschema@.organization_member
+TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
+   backup_offline_auditor, backup_offline_app;
 
 -- row-level security by organization
 ALTER TABLE @extschema@.backup_configuration ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.entity_registry ENABLE ROW LEVEL SECURITY;
 ALTER TABLE @extschema@.compliance_rule ENABLE ROW LEVEL SECURITY;
+ALTER TABLE @extschema@.organization_member ENABLE ROW LEVEL SECURITY;
 
+CREATE POLICY own_memberships ON @extschema@.organization_member
+	FOR SELECT
+	USING (EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+				   WHERE r.rolname OPERATOR(pg_catalog.=) role_name
+					 AND pg_catalog.pg_has_role(CURRENT_USER, r.oid, 'MEMBER'))
+		   OR pg_catalog.pg_has_role(CURRENT_USER, 'backup_offline_admin', 'MEMBER')
+		   OR pg_catalog.pg_has_role(CURRENT_USER, 'backup_offline_auditor', 'MEMBER'));
+CREATE POLICY admin_writes ON @extschema@.organization_member
+	FOR ALL
+	USING (pg_catalog.pg_has_role(CURRENT_USER, 'backup_offline_admin', 'MEMBER'))
+	WITH CHECK (pg_catalog.pg_has_role(CURRENT_USER, 'backup_offline_admin', 'MEMBER'));
+
+-- The membership check comes first, so that a role naming an organization
+-- it does not belong to always gets the error.  Both calls are initplans,
+-- evaluated once per query.
 CREATE POLICY organization_rows ON @extschema@.backup_configuration
 	FOR ALL
-	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
-		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
-	WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
-		   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)));
+	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()))
+	WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()));
 
 -- shared rows (organization_id NULL) are visible to all, writable only by
 -- roles that see every organization
@@ -113,11 +131,11 @@ BEGIN
 		EXECUTE pg_catalog.format($p$
 			CREATE POLICY organization_rows ON @extschema@.%I
 				FOR ALL
-				USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
+				USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
 					   OR organization_id IS NULL
-					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
-				WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.organization_ids_for(CURRENT_USER))::uuid[])
-					   OR (SELECT @extschema@.sees_all_organizations_for(CURRENT_USER)))
+					   OR (SELECT @extschema@.sees_all_organizations()))
+				WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+					   OR (SELECT @extschema@.sees_all_organizations()))
 			$p$, t);
 	END LOOP;
 END

@@ -252,9 +252,12 @@ cron_parse_element(const char *expr, const CronField *f, const char *token,
 			CRON_ERROR(expr, "The %s field step %s is outside 1-%d.",
 					   f->name, pnstrdup(step_start, p - step_start),
 					   f->top - f->lo);
-		/* "N/step" runs from N to the top of the field */
+		/*
+		 * "N/step" runs from N to the top of the field; in the weekday field
+		 * "7/step" is Sunday alone (7 lies above the top, 6).
+		 */
 		if (!is_range)
-			hi = f->top;
+			hi = Max(lo, f->top);
 	}
 
 	if (*p != '\0')

@@ -9,7 +9,7 @@
 BEGIN;
 SET LOCAL search_path = public, backup_offline;
 SET LOCAL timezone = 'UTC';
-SELECT plan(63);
+SELECT plan(64);
 
 -- ---- HOURLY ---------------------------------------------------------------
 SELECT is(ARRAY(SELECT next_run_times('{"frequency": "HOURLY"}', 'UTC',
@@ -277,6 +277,12 @@ SELECT is(in_backup_window('{"frequency": "HOURLY", "startTime": "01:00", "endTi
 SELECT is(in_backup_window('{"frequency": "DAILY", "startTime": "02:00"}',
 						   'America/Chicago', '2025-01-15 18:00+00'),
 		  true, 'in_backup_window: no endTime means always');
+
+-- weekday "7/2" is Sunday alone (7 is Sunday and lies above the field's top)
+SELECT results_eq(
+	$$SELECT t FROM next_run_times('{"frequency": "CUSTOM", "cronExpression": "0 0 * * 7/2"}', 'UTC', '2025-01-01', 2) t$$,
+	$$VALUES ('2025-01-05 00:00+00'::timestamptz), ('2025-01-12 00:00+00')$$,
+	'cron: weekday 7/2 runs on Sundays');
 
 -- ---- time zone names -------------------------------------------------------------
 SELECT is(ARRAY(SELECT is_valid_timezone(z)
