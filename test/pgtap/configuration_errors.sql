@@ -1,7 +1,7 @@
 -- Bad configuration input: each case fails with its SQLSTATE and a message
 -- naming the JSON path, and leaves the catalog and the audit log unchanged.
 BEGIN;
-SELECT plan(158);
+SELECT plan(172);
 
 SET LOCAL timezone = 'UTC';
 CREATE SCHEMA t_care;
@@ -11,7 +11,13 @@ CREATE TABLE t_care.payroll (id uuid PRIMARY KEY, caregiver_id uuid, gross numer
 SELECT backup_offline.register_entity('T_CLIENT', 't_care.clients', '{"clientIdColumn": "id", "containsPHI": true}');
 SELECT backup_offline.register_entity('T_VISIT', 't_care.visits', '{"clientIdColumn": "client_id", "dateColumn": "visit_date"}');
 SELECT backup_offline.register_entity('T_PAYROLL', 't_care.payroll', '{"caregiverIdColumn": "caregiver_id", "containsFinancial": true}');
+CREATE TABLE t_care.gone (id uuid PRIMARY KEY);
+SELECT backup_offline.register_entity('T_GONE', 't_care.gone');
+DROP TABLE t_care.gone;
 SELECT set_config('backup_offline.organization_id', 'aaaaaaaa-0000-4000-8000-000000000001', true);
+-- an organization's own HIPAA row that tries to be weaker than the shared one
+INSERT INTO backup_offline.compliance_rule (organization_id, regulation, name, jurisdiction, minimum_retention, source_citation)
+VALUES ('aaaaaaaa-0000-4000-8000-000000000001', 'HIPAA', 'lax', 'X', '1 day', 'none');
 
 -- a valid base: each case changes one thing
 CREATE TEMP TABLE base AS SELECT jsonb '{
@@ -110,6 +116,13 @@ INSERT INTO bad (descr, sql, state, message) VALUES
  ('duplicate name', pg_temp.create_with('{}'), '23505', 'backup configuration "Nightly" already exists'),
  ('a requirement waiving its rule''s safeguard', pg_temp.create_with('{"encryptionEnabled": true, "retention": {"retentionDays": 0}, "complianceRequirements": [{"regulation": "HIPAA", "requiresEncryption": false}]}'), '23514', 'complianceRequirements[0] cannot waive a safeguard HIPAA requires'),
  ('created archived', pg_temp.create_with('{"name": "Born archived", "status": "ARCHIVED"}'), '22023', 'invalid status: a new backup configuration cannot be ARCHIVED'),
+ ('an organization rule cannot weaken the shared one', pg_temp.create_with('{"encryptionEnabled": true, "complianceRequirements": [{"regulation": "HIPAA"}]}'), '23514', 'retention.retentionDays 30 is below the 2192 days HIPAA requires'),
+ ('a regulation listed twice', pg_temp.create_with('{"retention": {"retentionDays": 0}, "complianceRequirements": [{"regulation": "IRS"}, {"regulation": "IRS"}]}'), '22023', 'invalid complianceRequirements[1].regulation: "IRS" is listed twice'),
+ ('a replica listed twice', pg_temp.create_with('{"storageDestination": {"type": "MULTI", "replicas": [{"type": "AWS_S3", "bucket": "abc"}, {"type": "AWS_S3", "bucket": "abc"}]}}'), '22023', 'invalid storageDestination.replicas[1]: the same destination is listed twice'),
+ ('bad SMS recipient', pg_temp.create_with('{"notificationSettings": {"channels": ["SMS"], "recipients": ["not a phone"]}}'), '22023', 'invalid notificationSettings.recipients[0]: "not a phone"'),
+ ('notifications enabled without a channel', pg_temp.create_with('{"notificationSettings": {"enabled": true}}'), '22023', 'notificationSettings.enabled needs at least one channel'),
+ ('a huge number is cut in the message', pg_temp.create_raw('{"name": "x", "schedule": {"frequency": "DAILY"}, "scope": {"includeEntities": ["T_VISIT"]}, "storageDestination": {"type": "AWS_S3", "bucket": "abc"}, "retention": {"retentionDays": ' || repeat('9', 400) || '}}'), '22023', 'invalid retention.retentionDays: ' || repeat('9', 57) || '... is out of range'),
+ ('an entity whose table was dropped', pg_temp.create_with('{"scope": {"includeEntities": ["T_GONE"]}}'), '42P01', 'scope selects entity type "T_GONE" whose table no longer exists'),
  ('unregistering an entity type in use', $$DELETE FROM backup_offline.entity_registry WHERE entity_type = 'T_VISIT'$$, '23503', 'entity type "T_VISIT" is in use by backup configuration "Disabled one", "Nightly"'),
  ('update: unknown key', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"frequency": "DAILY"}'), '22023', 'unknown key frequency'),
  ('update: bad nested value', format('SELECT backup_offline.update_backup_configuration(%L, %L)', (SELECT id FROM backup_offline.backup_configuration WHERE name = 'Nightly'), '{"retention": {"retentionDays": -5}}'), '22023', 'invalid retention.retentionDays: -5 is out of range'),
@@ -125,7 +138,7 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
 $$;
 SELECT pg_temp.fingerprint() AS before \gset
 
-SELECT is((SELECT count(*) FROM bad), 78::bigint, 'the table of bad inputs has 78 cases');
+SELECT is((SELECT count(*) FROM bad), 85::bigint, 'the table of bad inputs has 85 cases');
 -- no ORDER BY: rows come out in the order they are evaluated (insertion
 -- order of a fresh temporary table), which keeps the TAP numbers in order
 SELECT unnest(ARRAY[

@@ -1,6 +1,6 @@
 -- Configuration life cycle: what may change when, and what each change does.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 SET LOCAL timezone = 'UTC';
 
 CREATE SCHEMA t_life;
@@ -73,8 +73,23 @@ SELECT is((SELECT count(*) FROM backup_offline.audit_log
 				   AND details->'new'->>'role_name' IN ('backup_offline_admin', 'backup_offline_auditor'))), 0::bigint,
 	'installing wrote no audit rows for the built-in rows');
 
--- a direct UPDATE that sets deleted_at archives the configuration
-UPDATE backup_offline.backup_configuration SET deleted_at = '2000-01-01' WHERE id = :'id';
+-- an update that changes nothing writes no version and no audit row
+SELECT version AS v_before, (SELECT max(id) FROM backup_offline.audit_log) AS a_before
+  FROM backup_offline.backup_configuration WHERE id = :'id' \gset
+SELECT backup_offline.update_backup_configuration(:'id', '{}');
+UPDATE backup_offline.backup_configuration SET name = name WHERE id = :'id';
+SELECT is((SELECT version || ' ' || (SELECT max(id) FROM backup_offline.audit_log) FROM backup_offline.backup_configuration WHERE id = :'id'),
+	:'v_before' || ' ' || :'a_before', 'an update that changes nothing leaves version and audit log alone');
+
+-- a direct UPDATE that sets deleted_at archives the configuration, and
+-- nothing else it sets is kept
+UPDATE backup_offline.backup_configuration
+   SET deleted_at = '2000-01-01', encryption_enabled = false, name = 'renamed', schedule = '"garbage"'
+ WHERE id = :'id';
+SELECT is((SELECT name || ' ' || encryption_enabled || ' ' || (schedule->>'frequency') FROM backup_offline.backup_configuration WHERE id = :'id'),
+	'Payroll true WEEKLY', 'a soft delete keeps the content as it was');
+SELECT is((SELECT count(*) FROM backup_offline.backup_configuration WHERE id = :'id' AND deleted_by IS NULL AND deleted_at IS NOT NULL),
+	1::bigint, 'the deletion is stamped (no application user set: deleted_by NULL)');
 SELECT is((SELECT status::text || ' ' || (deleted_at > '2000-01-02') FROM backup_offline.backup_configuration WHERE id = :'id'),
 	'ARCHIVED true', 'a soft delete by direct UPDATE archives and stamps the row itself');
 

@@ -2,7 +2,7 @@
 -- other's rows; the application cannot read the audit log or change
 -- compliance rules; auditors read everything and change nothing.
 BEGIN;
-SELECT plan(30);
+SELECT plan(40);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -18,10 +18,24 @@ CREATE ROLE t_app_a IN ROLE backup_offline_app;
 CREATE ROLE t_app_b IN ROLE backup_offline_app;
 CREATE ROLE t_pool IN ROLE backup_offline_app;
 CREATE ROLE t_auditor IN ROLE backup_offline_auditor;
+CREATE ROLE t_op_a IN ROLE backup_offline_operator;
+CREATE ROLE t_appr_a IN ROLE backup_offline_approver;
+CREATE ROLE t_gone;
 INSERT INTO backup_offline.organization_member (role_name, organization_id) VALUES
 	('t_app_a', 'aaaaaaaa-0000-4000-8000-00000000000a'),
 	('t_app_b', 'bbbbbbbb-0000-4000-8000-00000000000b'),
-	('t_pool', NULL);
+	('t_pool', NULL),
+	('t_op_a', 'aaaaaaaa-0000-4000-8000-00000000000a'),
+	('t_appr_a', 'aaaaaaaa-0000-4000-8000-00000000000a'),
+	('t_gone', 'aaaaaaaa-0000-4000-8000-00000000000a');
+-- a member role that is dropped later must not break anyone's queries
+DROP ROLE t_gone;
+-- organization B's own registry row and rule
+CREATE TABLE t_sec.b_only (id uuid PRIMARY KEY);
+GRANT SELECT ON t_sec.b_only TO PUBLIC;
+SELECT backup_offline.register_entity('B_ONLY', 't_sec.b_only', '{"organizationId": "bbbbbbbb-0000-4000-8000-00000000000b"}');
+INSERT INTO backup_offline.compliance_rule (organization_id, regulation, name, jurisdiction, minimum_retention, source_citation)
+VALUES ('bbbbbbbb-0000-4000-8000-00000000000b', 'B_POLICY', 'B policy', 'US-TX', '2 years', 'B handbook');
 
 CREATE TEMP TABLE ids (org text, id uuid);
 GRANT ALL ON ids TO PUBLIC;
@@ -79,6 +93,20 @@ SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET next_b
 	'42501', NULL, 'the application cannot move the next run of its own configuration');
 SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET consecutive_failures = 0, version = 1 WHERE id = %L$q$, (SELECT id FROM ids WHERE org = 'a')),
 	'42501', NULL, 'the application cannot rewrite bookkeeping columns');
+SELECT is((SELECT count(*) FROM backup_offline.entity_registry WHERE entity_type = 'B_ONLY'), 0::bigint,
+	'A does not see B''s own entity types');
+SELECT is((SELECT count(*) FROM backup_offline.compliance_rule WHERE regulation = 'B_POLICY'), 0::bigint,
+	'A does not see B''s own compliance rules');
+SELECT is((SELECT array_agg(role_name::text || ':' || organization_id) FROM backup_offline.organization_member),
+	ARRAY['t_app_a:aaaaaaaa-0000-4000-8000-00000000000a'], 'A reads its own membership only');
+SELECT throws_ok($$CREATE TEMP TABLE probe (entity_type text, organization_id uuid);
+				   CREATE TRIGGER p BEFORE DELETE ON probe FOR EACH ROW EXECUTE FUNCTION backup_offline.entity_registry_in_use()$$,
+	'42501', NULL, 'the application cannot attach the extension''s trigger functions to its own tables');
+SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET timezone = 'Asia/Tokyo' WHERE id = %L$q$, (SELECT id FROM ids WHERE org = 'a')),
+	'42501', NULL, 'the time zone column is not writable (it follows schedule.timezone)');
+SELECT throws_ok(format($q$UPDATE backup_offline.backup_configuration SET deleted_by = %L WHERE id = %L$q$,
+						'11111111-1111-4111-8111-111111111111', (SELECT id FROM ids WHERE org = 'a')),
+	'42501', NULL, 'deleted_by is not writable');
 SELECT ok((SELECT count(*) FROM backup_offline.compliance_rule WHERE regulation = 'HIPAA') = 1,
 	'the application reads the shared compliance rules');
 RESET ROLE;
@@ -102,6 +130,20 @@ SELECT set_config('backup_offline.organization_id', '', true);
 RESET ROLE;
 SELECT is((SELECT organization_id FROM backup_offline.backup_configuration WHERE name = 'B weekly'),
 	'bbbbbbbb-0000-4000-8000-00000000000b'::uuid, 'the row landed in the chosen organization');
+
+-- an operator and an approver of A see A only; the approver changes nothing
+SET LOCAL ROLE t_op_a;
+SELECT is((SELECT array_agg(name) FROM backup_offline.backup_configuration), ARRAY['A nightly'],
+	'A''s operator sees only A''s configuration');
+SELECT throws_ok(format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', (SELECT id FROM ids WHERE org = 'b'), 'PAUSED'),
+	'42704', NULL, 'A''s operator cannot pause B''s configuration');
+RESET ROLE;
+SET LOCAL ROLE t_appr_a;
+SELECT is((SELECT array_agg(name) FROM backup_offline.backup_configuration), ARRAY['A nightly'],
+	'A''s approver sees only A''s configuration');
+SELECT throws_ok(format('SELECT backup_offline.set_backup_configuration_status(%L, %L)', (SELECT id FROM ids WHERE org = 'a'), 'PAUSED'),
+	'42501', NULL, 'an approver cannot change configurations');
+RESET ROLE;
 
 -- auditors read everything, change nothing
 SET LOCAL ROLE t_auditor;
