@@ -58,7 +58,11 @@ before=$(q "$DIR" "$PORT" postgres "$changes_sql")
 "$PGBIN/pgbench" -n -h "$DIR" -p "$PORT" -U postgres -c 4 -j 2 -T 30 -l --log-prefix="$DIR/tx" \
 	-f "$DIR/describe.sql" postgres >"$DIR/bench2.out" 2>&1 &
 bench=$!
-sleep 3
+# kill once at least 100 changes have been acknowledged (bounded: 60 s)
+for _ in $(seq 600); do
+	[ "$(cat "$DIR"/tx* 2>/dev/null | wc -l)" -ge 100 ] && break
+	sleep 0.1
+done
 pids=$(cluster_pids "$DIR")
 kill -9 $pids
 wait $bench
