@@ -145,6 +145,23 @@ BEGIN
 END
 $$;
 
+-- A string member that, when present (or required), must match pattern;
+-- hint says what a valid value looks like.
+CREATE FUNCTION @extschema@.json_matching(obj jsonb, key text, path text, required boolean,
+										  max_length integer, pattern text, hint text)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+	s text := @extschema@.json_text(obj, key, path, required, max_length);
+BEGIN
+	IF s OPERATOR(pg_catalog.!~) pattern THEN
+		PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, key), s), hint);
+	END IF;
+	RETURN s;
+END
+$$;
+
 -- A string member that must be one of choices (or dflt when absent).
 CREATE FUNCTION @extschema@.json_choice(obj jsonb, key text, path text, choices text[], dflt text)
 RETURNS text
@@ -455,18 +472,12 @@ BEGIN
 		s := @extschema@.json_text(dest, 'path', path, true, 1024);
 		result := result OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('path',
 			@extschema@.confine_path(s, @extschema@.json_path(path, 'path')));
-		s := @extschema@.json_text(dest, 'permissions', path, false, 10);
-		IF s IS NOT NULL AND s OPERATOR(pg_catalog.!~) '^[0-7]{4}$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'permissions'), s),
-											 'Give file permissions as 4 octal digits, for example "0640".');
-		END IF;
+		s := @extschema@.json_matching(dest, 'permissions', path, false, 10, '^[0-7]{4}$',
+			'Give file permissions as 4 octal digits, for example "0640".');
 		result := result OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('permissions', coalesce(s, '0600'));
 		FOREACH s IN ARRAY ARRAY['owner', 'group'] LOOP
-			IF @extschema@.json_text(dest, s, path, false, 63) OPERATOR(pg_catalog.!~) '^[A-Za-z_][A-Za-z0-9_.-]*$' THEN
-				PERFORM @extschema@.raise_invalid(
-					pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, s), dest OPERATOR(pg_catalog.->>) s),
-					'Give an operating-system user or group name.');
-			END IF;
+			PERFORM @extschema@.json_matching(dest, s, path, false, 63, '^[A-Za-z_][A-Za-z0-9_.-]*$',
+				'Give an operating-system user or group name.');
 			IF (dest OPERATOR(pg_catalog.->>) s) IS NOT NULL THEN
 				result := result OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object(s, dest OPERATOR(pg_catalog.->>) s);
 			END IF;
@@ -478,46 +489,28 @@ BEGIN
 			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'bucket'), s),
 				'Bucket names are 3 to 63 lower-case letters, digits, dots and hyphens, beginning and ending with a letter or digit.');
 		END IF;
-		s := @extschema@.json_text(dest, 'region', path, false, 64);
-		IF s OPERATOR(pg_catalog.!~) '^[a-z0-9-]+$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'region'), s),
-											 'Give a region name such as "us-east-1".');
-		END IF;
-		s := @extschema@.json_text(dest, 'endpoint', path, false, 1024);
-		IF s OPERATOR(pg_catalog.!~) '^https?://[^/\s]+(/\S*)?$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'endpoint'), s),
-											 'Give an http or https URL such as "https://s3.us-east-1.amazonaws.com".');
-		END IF;
+		PERFORM @extschema@.json_matching(dest, 'region', path, false, 64, '^[a-z0-9-]+$',
+			'Give a region name such as "us-east-1".');
+		PERFORM @extschema@.json_matching(dest, 'endpoint', path, false, 1024, '^https?://[^/\s]+(/\S*)?$',
+			'Give an http or https URL such as "https://s3.us-east-1.amazonaws.com".');
 		PERFORM @extschema@.json_text(dest, 'prefix', path, false, 512);
 		PERFORM @extschema@.json_text(dest, 'storageClass', path, false, 64);
 		PERFORM @extschema@.json_bool(dest, 'forcePathStyle', path, false);
 		result := dest;
 	ELSIF kind OPERATOR(pg_catalog.=) 'AZURE_BLOB' THEN
 		PERFORM @extschema@.check_object(dest, path, ARRAY['type', 'accountName', 'container', 'prefix', 'endpoint']);
-		s := @extschema@.json_text(dest, 'accountName', path, true, 24);
-		IF s OPERATOR(pg_catalog.!~) '^[a-z0-9]{3,24}$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'accountName'), s),
-											 'Storage account names are 3 to 24 lower-case letters and digits.');
-		END IF;
-		s := @extschema@.json_text(dest, 'container', path, true, 63);
-		IF s OPERATOR(pg_catalog.!~) '^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'container'), s),
-											 'Container names are 3 to 63 lower-case letters, digits and single hyphens.');
-		END IF;
-		s := @extschema@.json_text(dest, 'endpoint', path, false, 1024);
-		IF s OPERATOR(pg_catalog.!~) '^https?://[^/\s]+(/\S*)?$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'endpoint'), s),
-											 'Give an http or https URL.');
-		END IF;
+		PERFORM @extschema@.json_matching(dest, 'accountName', path, true, 24, '^[a-z0-9]{3,24}$',
+			'Storage account names are 3 to 24 lower-case letters and digits.');
+		PERFORM @extschema@.json_matching(dest, 'container', path, true, 63, '^[a-z0-9](?:[a-z0-9]|-(?!-)){1,61}[a-z0-9]$',
+			'Container names are 3 to 63 lower-case letters, digits and single hyphens.');
+		PERFORM @extschema@.json_matching(dest, 'endpoint', path, false, 1024, '^https?://[^/\s]+(/\S*)?$',
+			'Give an http or https URL.');
 		PERFORM @extschema@.json_text(dest, 'prefix', path, false, 512);
 		result := dest;
 	ELSIF kind OPERATOR(pg_catalog.=) 'SFTP' THEN
 		PERFORM @extschema@.check_object(dest, path, ARRAY['type', 'host', 'port', 'username', 'path']);
-		s := @extschema@.json_text(dest, 'host', path, true, 255);
-		IF s OPERATOR(pg_catalog.!~) '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:]+\]$' THEN
-			PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid %s: "%s"', @extschema@.json_path(path, 'host'), s),
-											 'Give a host name or IP address.');
-		END IF;
+		PERFORM @extschema@.json_matching(dest, 'host', path, true, 255,
+			'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[[0-9A-Fa-f:]+\]$', 'Give a host name or IP address.');
 		result := dest OPERATOR(pg_catalog.||) pg_catalog.jsonb_build_object('port',
 			@extschema@.json_int(dest, 'port', path, 1, 65535, 22));
 		PERFORM @extschema@.json_text(dest, 'username', path, true, 64);
@@ -589,11 +582,8 @@ BEGIN
 											 'List at least one e-mail address or phone number.');
 		END IF;
 	END IF;
-	url := @extschema@.json_text(n, 'webhookUrl', 'notificationSettings', false, 2048);
-	IF url OPERATOR(pg_catalog.!~) '^https?://[^/\s]+(/\S*)?$' THEN
-		PERFORM @extschema@.raise_invalid(pg_catalog.format('invalid notificationSettings.webhookUrl: "%s"', url),
-										 'Give an http or https URL.');
-	END IF;
+	url := @extschema@.json_matching(n, 'webhookUrl', 'notificationSettings', false, 2048, '^https?://[^/\s]+(/\S*)?$',
+		'Give an http or https URL.');
 	IF 'WEBHOOK' OPERATOR(pg_catalog.=) ANY (channels) AND url IS NULL THEN
 		PERFORM @extschema@.raise_invalid('notificationSettings.webhookUrl is required for the WEBHOOK channel',
 										 'Give the URL to post notifications to.');

@@ -56,6 +56,8 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.json_int(jsonb, text, text, bigint, bigint, bigint),
 	@extschema@.json_text(jsonb, text, text, boolean, integer),
 	@extschema@.json_choice(jsonb, text, text, text[], text),
+	@extschema@.json_matching(jsonb, text, text, boolean, integer, text, text),
+	@extschema@.json_excerpt(jsonb),
 	@extschema@.json_text_array(jsonb, text, text, boolean),
 	@extschema@.json_uuid_array(jsonb, text, text),
 	@extschema@.json_uuid(jsonb, text, text),

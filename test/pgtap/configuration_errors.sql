@@ -136,6 +136,15 @@ CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
 	SELECT md5(coalesce((SELECT string_agg(c::text, '|' ORDER BY c.id) FROM backup_offline.backup_configuration c), '')
 			   || coalesce((SELECT max(id)::text FROM backup_offline.audit_log), '0'))
 $$;
+-- The cases run as the application role of the organization (each statement
+-- switches role inside throws_ok's subtransaction, so pgTAP's bookkeeping
+-- stays with the superuser); deleting registry rows takes an administrator.
+CREATE ROLE t_err_app IN ROLE backup_offline_app;
+CREATE ROLE t_err_admin IN ROLE backup_offline_admin;
+INSERT INTO backup_offline.organization_member VALUES ('t_err_app', 'aaaaaaaa-0000-4000-8000-000000000001');
+UPDATE bad SET sql = 'SET LOCAL ROLE ' || CASE WHEN sql LIKE 'DELETE FROM backup_offline.entity_registry%' THEN 't_err_admin' ELSE 't_err_app' END
+				  || '; ' || sql;
+
 SELECT pg_temp.fingerprint() AS before \gset
 
 SELECT is((SELECT count(*) FROM bad), 85::bigint, 'the table of bad inputs has 85 cases');
