@@ -33,10 +33,10 @@ VALUES
 	 '26 TAC §52.113', 'https://texreg.sos.state.tx.us/',
 	 'Records are kept 7 years after the claim or until the individual reaches age 21, whichever is later.',
 	 true),
-	('FLORIDA', 'Florida Medicaid provider records', 'US-FL', '6 years',
+	('FLORIDA', 'Florida Medicaid provider records', 'US-FL', '5 years',
 	 'date of service', NULL,
 	 false, false, false,
-	 'Fla. Admin. Code R. 59G-1.054 (Recordkeeping and Documentation Requirements), implementing s. 409.907(3)(c), F.S.',
+	 'Fla. Admin. Code R. 59G-1.054 (Recordkeeping and Documentation Requirements); ss. 409.907(3)(c) and 409.913, F.S.',
 	 'https://www.flrules.org/gateway/ruleNo.asp?id=59G-1.054',
-	 'Florida Medicaid providers retain medical, professional, financial and business records of services to recipients for six years from the date of service.',
+	 'Florida Medicaid providers retain medical, professional, financial and business records of services and goods furnished to recipients for five years from the date of service.',
 	 true);
