@@ -12,8 +12,8 @@
  *		later, that is min { t : t + utcoffset(t) >= L }.
  *
  * For an ordinary local time that is its only instant.  In a fall-back
- * night a repeated local time runs once, at its first occurrence (02:00
- * CDT, not 01:00 CST an hour later).  In a spring-forward gap a local time
+ * night a repeated local time runs once, at its first occurrence (01:30
+ * CDT, not 01:30 CST an hour later).  In a spring-forward gap a local time
  * that does not exist runs at the transition instant itself, the first
  * valid instant after it (02:30 on 2025-03-09 in America/Chicago runs at
  * 03:00 CDT = 08:00 UTC); several gap times map to that one instant and
