@@ -2,15 +2,24 @@
 \set VERBOSITY terse
 -- ids below are relative to whatever earlier tests left in the log
 SELECT coalesce(max(id), 0) AS base FROM backup_offline.audit_log \gset
+-- an entry is numbered when its transaction commits, so inside the
+-- transaction write_audit() has no id to return yet
 SET backup_offline.user_id = '6f1c1e2a-2222-4222-8222-000000000001';
 SELECT backup_offline.write_audit('create', 'backup_configuration', 'cfg-1',
 		'6f1c1e2a-1111-4111-8111-000000000001', '{"name": "nightly", "type": "FULL"}',
-		'backup_offline_operator') - :base AS first;
+		'backup_offline_operator') IS NULL AS numbered_at_commit;
 RESET backup_offline.user_id;
+SELECT max(id) - :base AS first FROM backup_offline.audit_log;
+-- a transaction that chains its entries at once gets their ids
+BEGIN;
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
 SELECT backup_offline.write_audit('status_change', 'backup_configuration', 'cfg-1',
 		'6f1c1e2a-1111-4111-8111-000000000001', '{"to": "PAUSED", "from": "ACTIVE"}',
 		NULL) - :base AS second;
 SELECT backup_offline.write_audit('delete', 'backup_configuration', 'cfg-1', NULL) - :base AS third;
+COMMIT;
+-- nothing is left waiting
+SELECT count(*) AS pending FROM backup_offline.audit_pending;
 -- the server fills in the chain columns
 SELECT id - :base AS n, action,
 	   CASE WHEN actor_role = session_user THEN '(session user)' ELSE actor_role END AS actor,
@@ -34,6 +43,10 @@ TRUNCATE backup_offline.audit_log;
 SET session_replication_role = replica;
 DELETE FROM backup_offline.audit_log WHERE id = :base + 1;
 RESET session_replication_role;
+-- a rolled-back transaction's entries are never numbered
+BEGIN;
+SELECT backup_offline.write_audit('create', 'rolled_back', NULL, NULL) IS NULL AS queued;
+ROLLBACK;
 SELECT count(*) AS rows, max(id) - :base AS last FROM backup_offline.audit_log WHERE id > :base;
 -- what a superuser does behind disabled triggers, verification finds
 BEGIN;

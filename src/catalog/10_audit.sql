@@ -40,7 +40,33 @@ CREATE TABLE @extschema@.audit_chain_head (
 );
 
 COMMENT ON TABLE @extschema@.audit_chain_head IS
-	'Id and row_hash of the last audit_log row; writers serialise on this row';
+	'Id and row_hash of the last audit_log row; committing writers serialise on it';
+
+-- Entries waiting for their place in the chain.  write_audit() inserts here;
+-- the deferred constraint trigger audit_pending_chain moves each row into
+-- audit_log when its transaction commits (or at SET CONSTRAINTS ...
+-- IMMEDIATE), so the table is empty outside transactions: it is not dumped,
+-- nobody is granted anything on it, and row-level security without a policy
+-- hides it from everyone but its owner.
+CREATE TABLE @extschema@.audit_pending (
+	seq bigint NOT NULL,
+	occurred_at timestamptz NOT NULL,
+	organization_id uuid,
+	actor_role name NOT NULL,
+	actor_user_id uuid,
+	action text NOT NULL
+		CONSTRAINT audit_pending_action_present CHECK (action OPERATOR(pg_catalog.<>) ''),
+	object_type text NOT NULL
+		CONSTRAINT audit_pending_object_type_present CHECK (object_type OPERATOR(pg_catalog.<>) ''),
+	object_id text,
+	details jsonb NOT NULL DEFAULT '{}'
+		CONSTRAINT audit_pending_details_object CHECK (pg_catalog.jsonb_typeof(details) OPERATOR(pg_catalog.=) 'object'),
+	transaction_id xid8 NOT NULL
+);
+
+COMMENT ON TABLE @extschema@.audit_pending IS
+	'Audit entries written by transactions still in progress; chained into audit_log at commit';
+COMMENT ON COLUMN @extschema@.audit_pending.seq IS 'Order of the writes within the writing backend';
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.audit_chain_head', '');
@@ -74,6 +100,23 @@ ALTER TABLE @extschema@.audit_log
 	ENABLE ALWAYS TRIGGER audit_log_append_only,
 	ENABLE ALWAYS TRIGGER audit_log_append_only_statement;
 
+-- The commit-time chainer: one deferred event per pending row.  It runs as
+-- the extension owner (SECURITY DEFINER), whoever commits, and also in
+-- replica mode, so that no pending row is ever left behind.
+CREATE FUNCTION @extschema@.audit_pending_chain() RETURNS trigger
+	LANGUAGE C SECURITY DEFINER
+	SET search_path = pg_catalog, pg_temp
+	AS 'MODULE_PATHNAME', 'bo_audit_pending_chain';
+
+REVOKE ALL ON FUNCTION @extschema@.audit_pending_chain() FROM PUBLIC;
+
+CREATE CONSTRAINT TRIGGER audit_pending_chain
+	AFTER INSERT ON @extschema@.audit_pending
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION @extschema@.audit_pending_chain();
+
+ALTER TABLE @extschema@.audit_pending ENABLE ALWAYS TRIGGER audit_pending_chain;
+
 -- The writer.  Callers (the catalog's change triggers) pass the role they
 -- captured before switching to the extension owner; NULL records
 -- session_user.
@@ -90,7 +133,7 @@ CREATE FUNCTION @extschema@.write_audit(
 	AS 'MODULE_PATHNAME', 'bo_write_audit';
 
 COMMENT ON FUNCTION @extschema@.write_audit(text, text, text, uuid, jsonb, name) IS
-	'Append an audit entry and return its id';
+	'Append an audit entry; it is numbered and chained at commit (returns its id only when already chained)';
 
 -- The verifier.
 CREATE FUNCTION @extschema@.verify_audit_chain()
@@ -106,6 +149,7 @@ COMMENT ON FUNCTION @extschema@.verify_audit_chain() IS
 -- administrators read and verify.
 REVOKE ALL ON TABLE @extschema@.audit_log FROM PUBLIC;
 REVOKE ALL ON TABLE @extschema@.audit_chain_head FROM PUBLIC;
+REVOKE ALL ON TABLE @extschema@.audit_pending FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.write_audit(text, text, text, uuid, jsonb, name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION @extschema@.verify_audit_chain() FROM PUBLIC;
 
@@ -118,3 +162,6 @@ ALTER TABLE @extschema@.audit_log ENABLE ROW LEVEL SECURITY;
 CREATE POLICY audit_log_read ON @extschema@.audit_log
 	FOR SELECT TO backup_offline_auditor, backup_offline_admin
 	USING (true);
+
+-- Nobody but the owner sees or touches pending entries.
+ALTER TABLE @extschema@.audit_pending ENABLE ROW LEVEL SECURITY;

@@ -21,15 +21,20 @@
 #define BO_AUDIT_HASH_LEN	32
 
 /*
- * Append one entry to backup_offline.audit_log and return its id.
+ * Append one entry to backup_offline.audit_log.  The entry is numbered and
+ * chained when the transaction commits (audit.c), so the return value is 0;
+ * it is the entry's id only when the transaction chains at once (SET
+ * CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE, or ALL).
  *
  * action and object_type must be non-empty; object_id, organization_id and
  * details may be NULL (details NULL is stored as '{}', otherwise it must be
- * a JSON object); actor_role NULL records the session user.  Runs through
- * SPI as the current user, who must be allowed to insert into audit_log
- * (the extension owner: SQL callers go through write_audit(), which is
- * SECURITY DEFINER).  The row is chained by the audit_log trigger; the
- * chain head stays locked until the transaction ends.
+ * a JSON object); actor_role NULL records the session user.  occurred_at,
+ * actor_user_id and transaction_id are taken now.  Runs through SPI as the
+ * current user, who must be allowed to insert into audit_pending (the
+ * extension owner: SQL callers go through write_audit(), which is SECURITY
+ * DEFINER).  The chain lock is taken at commit and held only until the
+ * commit ends, so the caller's transaction may stay open without holding
+ * up other writers.
  */
 extern int64 bo_audit_write(const char *action, const char *object_type,
 							const char *object_id,

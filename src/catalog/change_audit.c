@@ -15,7 +15,9 @@
  * then switches to the owner of the trigger function (the extension owner)
  * with SetUserIdAndSecContext, in a restricted security context, to call
  * write_audit().  The previous user is restored before returning; on error
- * transaction abort restores it.
+ * transaction abort restores it.  write_audit() queues the entry, which is
+ * chained when the transaction commits; queuing that deferred event inside
+ * the restricted context is allowed by bo_audit_write() (see audit.c).
  *
  * IDENTIFICATION
  *		src/catalog/change_audit.c

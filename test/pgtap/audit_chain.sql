@@ -3,7 +3,9 @@
 -- Runs as a superuser; ids are relative to the rows written here, since
 -- other files may have written audit rows in the same database.
 BEGIN;
-SELECT plan(68);
+SELECT plan(82);
+-- audit entries are chained at commit; chain them at once so this transaction reads them
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
 
 -- The canonical encoding of src/catalog/audit.c, written independently in SQL.
 CREATE FUNCTION pg_temp.audit_field(b bytea) RETURNS bytea
@@ -254,7 +256,37 @@ SELECT is((SELECT count(*) FROM backup_offline.audit_log WHERE id > (SELECT id F
 SELECT is(backup_offline.verify_audit_chain() - 'rowsChecked' - 'lastId',
 	'{"valid": true, "problem": null, "firstBrokenId": null}'::jsonb, 'and the whole chain verifies');
 
+-- ---- chaining at commit ---------------------------------------------------------
+-- (the rest of this file chains at once; here the default comes back)
+SET CONSTRAINTS backup_offline.audit_pending_chain DEFERRED;
+SELECT is(backup_offline.write_audit('create', 'deferred', 'd-1', NULL), NULL::bigint,
+	'a deferred write has no id yet');
+SELECT is((SELECT count(*) FROM backup_offline.audit_log WHERE object_type = 'deferred'), 0::bigint,
+	'and is not in the log before commit');
+SAVEPOINT pend;
+SELECT backup_offline.write_audit('create', 'deferred', 'd-rolled-back', NULL);
+ROLLBACK TO pend;
+SELECT backup_offline.write_audit('create', 'deferred', 'd-2', NULL);
+INSERT INTO backup_offline.audit_log (actor_role, action, object_type, object_id)
+	VALUES (current_user, 'create', 'deferred', 'd-3');
+SELECT is((SELECT array_agg(object_id ORDER BY id) FROM backup_offline.audit_log WHERE object_type = 'deferred'),
+	ARRAY['d-1', 'd-2', 'd-3'], 'a direct INSERT first chains the entries written before it, in order');
+SELECT is((SELECT count(*) FROM backup_offline.audit_pending), 0::bigint, 'and leaves none pending');
+SELECT backup_offline.write_audit('create', 'deferred', 'd-4', NULL);
+SELECT is((SELECT count(*) FROM backup_offline.audit_pending), 1::bigint, 'a later write waits in audit_pending');
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
+SELECT is((SELECT array_agg(object_id ORDER BY id) FROM backup_offline.audit_log WHERE object_type = 'deferred'),
+	ARRAY['d-1', 'd-2', 'd-3', 'd-4'],
+	'SET CONSTRAINTS ... IMMEDIATE chains it; the write rolled back to a savepoint never is');
+SELECT is(backup_offline.verify_audit_chain()->>'valid', 'true', 'the chain verifies');
+
 -- ---- privileges --------------------------------------------------------------
+SELECT is(has_table_privilege(r, 'backup_offline.audit_pending', 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE'), false,
+	r || ' has no privilege on audit_pending')
+  FROM unnest(ARRAY['backup_offline_admin', 'backup_offline_operator', 'backup_offline_approver',
+					'backup_offline_auditor', 'backup_offline_app']) AS r;
+SELECT ok((SELECT relrowsecurity FROM pg_class WHERE oid = 'backup_offline.audit_pending'::regclass),
+	'audit_pending has row-level security');
 SELECT is(has_table_privilege(r, 'backup_offline.audit_log', 'INSERT, UPDATE, DELETE, TRUNCATE'), false,
 	r || ' may not change audit_log')
   FROM unnest(ARRAY['backup_offline_admin', 'backup_offline_operator', 'backup_offline_approver',
@@ -262,6 +294,7 @@ SELECT is(has_table_privilege(r, 'backup_offline.audit_log', 'INSERT, UPDATE, DE
 
 SET LOCAL ROLE backup_offline_app;
 SELECT throws_ok('SELECT count(*) FROM backup_offline.audit_log', '42501', NULL, 'the app role cannot read audit_log');
+SELECT throws_ok('SELECT count(*) FROM backup_offline.audit_pending', '42501', NULL, 'the app role cannot read audit_pending');
 SELECT throws_ok($$SELECT backup_offline.write_audit('create', 'x', NULL, NULL)$$, '42501', NULL,
 	'the app role cannot call write_audit');
 SELECT throws_ok('SELECT backup_offline.verify_audit_chain()', '42501', NULL, 'the app role cannot verify');

@@ -2,6 +2,8 @@
 -- naming the JSON path, and leaves the catalog and the audit log unchanged.
 BEGIN;
 SELECT plan(172);
+-- audit entries are chained at commit; chain them at once so this transaction reads them
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
 
 SET LOCAL timezone = 'UTC';
 CREATE SCHEMA t_care;

@@ -1,6 +1,8 @@
 -- Configuration life cycle: what may change when, and what each change does.
 BEGIN;
 SELECT plan(21);
+-- audit entries are chained at commit; chain them at once so this transaction reads them
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
 SET LOCAL timezone = 'UTC';
 
 CREATE SCHEMA t_life;

@@ -3,6 +3,8 @@
 -- compliance rules; auditors read everything and change nothing.
 BEGIN;
 SELECT plan(40);
+-- audit entries are chained at commit; chain them at once so this transaction reads them
+SET CONSTRAINTS backup_offline.audit_pending_chain IMMEDIATE;
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
