@@ -14,7 +14,10 @@ OBJS = \
 	src/schedule/cron.o \
 	src/schedule/schedule.o \
 	src/schedule/schedule_sql.o \
-	src/storage/paths.o
+	src/storage/paths.o \
+	src/storage/storage.o \
+	src/storage/fs.o \
+	src/archive/digest.o
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
