@@ -17,7 +17,9 @@ OBJS = \
 	src/storage/paths.o \
 	src/storage/storage.o \
 	src/storage/fs.o \
-	src/archive/digest.o
+	src/archive/digest.o \
+	src/archive/container.o \
+	src/archive/keys.o
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -26,6 +28,9 @@ PGFILEDESC = "backup_offline - in-database backup and offline sync"
 
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
+
+# libsodium (AEAD, key wrapping, Argon2id) and zstd, from Debian's -dev packages
+SHLIB_LINK += -lsodium -lzstd
 
 PG_CPPFLAGS = -I$(srcdir)/src -DBACKUP_OFFLINE_VERSION=\"$(EXTVERSION)\" \
 	-Wall -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
