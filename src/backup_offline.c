@@ -39,6 +39,8 @@ char	   *bo_allowed_paths = NULL;
 int			bo_scheduler_interval = 60;
 char	   *bo_organization_id = NULL;
 char	   *bo_user_id = NULL;
+char	   *bo_default_key_id = NULL;
+int			bo_compression_workers = 0;
 
 bool		bo_preloaded = false;
 
@@ -47,6 +49,7 @@ void		_PG_init(void);
 static bool check_allowed_paths(char **newval, void **extra, GucSource source);
 static bool check_uuid_setting(char **newval, void **extra, GucSource source);
 static bool check_directory_setting(char **newval, void **extra, GucSource source);
+static bool check_key_id_setting(char **newval, void **extra, GucSource source);
 
 /*
  * Module load: define the settings, reserve the prefix.
@@ -122,6 +125,26 @@ _PG_init(void)
 							   GUC_NOT_IN_SAMPLE,
 							   check_uuid_setting, NULL, NULL);
 
+	DefineCustomStringVariable("backup_offline.default_key_id",
+							   "Key-encryption key that wraps the data keys of new archive objects.",
+							   "The id of a key file in backup_offline.key_directory; empty means none.",
+							   &bo_default_key_id,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NOT_IN_SAMPLE,
+							   check_key_id_setting, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.compression_workers",
+							"Worker threads zstd uses to compress each archive chunk.",
+							"0 compresses in the backend itself.",
+							&bo_compression_workers,
+							0,
+							0,
+							16,
+							PGC_USERSET,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("backup_offline");
 }
 
@@ -169,6 +192,33 @@ check_directory_setting(char **newval, void **extra, GucSource source)
 	if (!is_absolute_path(*newval))
 	{
 		GUC_check_errdetail("The directory must be given as an absolute path.");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * GUC check hook: empty, or a key id as key files are named.
+ */
+static bool
+check_key_id_setting(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval;
+	int			i;
+
+	if (s == NULL || s[0] == '\0')
+		return true;
+	for (i = 0; s[i] != '\0'; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  (i > 0 && (c == '_' || c == '.' || c == '-'))))
+			break;
+	}
+	if (s[i] != '\0' || i > 64)
+	{
+		GUC_check_errdetail("A key id is 1 to 64 letters, digits, \"_\", \".\" and \"-\", beginning with a letter or digit.");
 		return false;
 	}
 	return true;

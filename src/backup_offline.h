@@ -24,6 +24,8 @@ extern char *bo_allowed_paths;
 extern int	bo_scheduler_interval;
 extern char *bo_organization_id;
 extern char *bo_user_id;
+extern char *bo_default_key_id;
+extern int	bo_compression_workers;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool bo_preloaded;
