@@ -711,6 +711,8 @@ fs_put_commit(BoStorageWriter *writer)
 				 errmsg("could not close file \"%s\": %m", fw->tmp_path),
 				 errdetail("Nothing was stored under the name \"%s\".", writer->name)));
 
+	/* a cancel that arrived during the fsync still stops the put */
+	CHECK_FOR_INTERRUPTS();
 	(void) bo_confine_path(fw->final_path, FS_FIELD);
 	if (rename_noreplace(fw->tmp_path, fw->final_path) != 0)
 	{
