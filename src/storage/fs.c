@@ -32,7 +32,10 @@
  * crash never leaves a partial object under a final name.  After an ERROR
  * the temporary file is removed by storage.c's callbacks; after a crash or
  * kill -9 it stays, is never listed, and is removed by cleanup once it has
- * not been modified for the given time (storage_cleanup, default one hour).
+ * not been modified for the given time (storage_cleanup, default one hour;
+ * a put running in another session keeps its file's modification time
+ * fresh, and one whose file is removed anyway fails at its rename, leaving
+ * nothing).
  * If the directory fsync of step 3 fails, the complete object is visible
  * but its name may not survive a power loss; the error says so.
  *

@@ -23,7 +23,7 @@ cleanup() {
 	mountpoint -q "$ROFS" && umount "$ROFS"
 }
 trap cleanup EXIT
-plan 36
+plan 40
 
 cluster_start "$DIR" "$PORT" "backup_offline.allowed_paths = '$LOCAL, $SHARE, $ROFS'"
 ok $? "cluster started"
@@ -116,6 +116,19 @@ wait "$PUT_PID"
 grep -q "canceling statement due to user request" "$DIR/put_cancelled.bin.out"
 ok $? "the put is cancelled"
 is "$(ls -A "$LOCAL/big")" "" "a cancelled put leaves no object and no temporary file"
+
+# two puts of one name: the small one commits while the big one writes; the
+# big one's rename then refuses to replace it
+start_put race.bin
+ok $? "a 200 MB put of race.bin is writing its temporary file"
+cluster_psql "$DIR" "$PORT" -d postgres -c "SELECT backup_offline.storage_put('$(local_dest "$LOCAL/big")', 'race.bin', '\\x07')" >/dev/null
+ok $? "a 1-byte put of race.bin commits meanwhile"
+wait "$PUT_PID"
+grep -q 'ERROR:  object "race.bin" already exists' "$DIR/put_race.bin.out"
+ok $? "the 200 MB put fails at its commit: the object is not replaced"
+is "$(q "$DIR" "$PORT" postgres "SELECT backup_offline.storage_get('$(local_dest "$LOCAL/big")', 'race.bin')")|$(ls -A "$LOCAL/big")" '\x07|race.bin' \
+	"the first object stays, and no temporary file is left"
+q "$DIR" "$PORT" postgres "SELECT backup_offline.storage_delete('$(local_dest "$LOCAL/big")', 'race.bin')" >/dev/null
 
 start_put killed.bin
 ok $? "another 200 MB put is writing its temporary file"
