@@ -873,8 +873,7 @@ reader_header(BoArchiveReader *r, const char *object_id)
 	int			i;
 
 	bo_keys_init();
-	/* the digest algorithm is not known yet: hash with BLAKE3 until it is */
-	r->stored_digest = NULL;
+	/* the stored digest starts once the header has named its algorithm */
 	got = bo_storage_get(r->storage, r->name, 0, fixed, HEADER_FIXED_LENGTH);
 	MemoryContextSwitchTo(oldcxt);
 	if (got >= MAGIC_LENGTH && memcmp(fixed, ARCHIVE_MAGIC, MAGIC_LENGTH) != 0)

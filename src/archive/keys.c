@@ -740,10 +740,6 @@ bo_rotate_key_sql(PG_FUNCTION_ARGS)
 	MemoryContext loopcxt;
 	MemoryContext oldcxt;
 
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2) || PG_ARGISNULL(3) || PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("rotate_key arguments must not be null")));
 	if (!superuser())
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),

@@ -9,7 +9,7 @@
 -- (storage writes are not transactional, so names must not repeat).
 BEGIN;
 SET LOCAL search_path = public, backup_offline;
-SELECT plan(230);
+SELECT plan(231);
 
 SELECT 'pta' || pg_backend_pid() || '_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS run \gset
 SELECT current_setting('backup_offline.key_directory') AS keydir,
@@ -99,6 +99,13 @@ SELECT is((SELECT count(DISTINCT r->>'keyId') FROM put WHERE cipher <> 'none'), 
 SELECT cmp_ok((SELECT (r->>'storedLength')::int FROM put WHERE name = 'rt/none-zstd3-sha256-161072'), '<',
 		(SELECT (r->>'storedLength')::int FROM put WHERE name = 'rt/none-raw-sha256-161072'),
 		'zstd makes the compressible chunks smaller');
+
+-- zstd worker threads (backup_offline.compression_workers) give the same bytes back
+SELECT set_config('backup_offline.compression_workers', '2', true) IS NOT NULL AS workers \gset
+SELECT is(archive_get(:'st', (archive_put(:'st', 'workers', (SELECT b FROM blob),
+		jsonb_build_object('keyId', :'run' || '_k1', 'chunkSize', 65536))->>'name')),
+		(SELECT b FROM blob), 'a round trip with two zstd worker threads');
+SELECT set_config('backup_offline.compression_workers', '0', true) IS NOT NULL AS workers \gset
 
 -- ---- inspect_object ----
 SELECT i AS insp FROM (SELECT inspect_object(:'st', 'rt/xchacha-zstd3-sha512-161072') AS i) x \gset
