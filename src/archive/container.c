@@ -454,9 +454,16 @@ bo_archive_writer_begin(BoStorage *storage, const char *name, const BoArchiveOpt
 	size_t		oidlen = strlen(object_id);
 	uint8	   *header;
 	size_t		hlen;
+	BoStorageStat st;
 
 	check_options(options);
 	bo_storage_check_name(name);
+	/* refuse early rather than after writing the data (the commit refuses too) */
+	if (bo_storage_stat(storage, name, &st))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("archive object \"%s\" already exists", name),
+				 errdetail("Archive objects are written once and never replaced.")));
 	if (oidlen > PG_UINT16_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

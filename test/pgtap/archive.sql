@@ -243,8 +243,8 @@ SELECT is(CASE WHEN :'aes' THEN 'available' ELSE pg_temp.err(format('SELECT arch
 		CASE WHEN :'aes' THEN 'available' ELSE '0A000: AES-256-GCM is not available on this CPU / libsodium''s AES-256-GCM needs the AES-NI and CLMUL instructions.' END,
 		'AES-256-GCM works, or is refused clearly where the CPU lacks it');
 SELECT is(pg_temp.err(format('SELECT archive_put(%L, ''rt/none-raw-sha256-0'', ''\x01'', ''{"cipher": "none"}'')', :'st')),
-		(SELECT pg_temp.err(format('SELECT storage_put(%L, ''rt/none-raw-sha256-0'', ''\x01'')', :'st'))),
-		'an existing object is never overwritten (the storage layer''s refusal)');
+		'42710: archive object "rt/none-raw-sha256-0" already exists / Archive objects are written once and never replaced.',
+		'an existing object is never overwritten');
 
 -- ---- privileges ----
 SELECT ok(has_function_privilege(r, 'backup_offline.inspect_object(jsonb, text)', 'EXECUTE')
