@@ -55,3 +55,19 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.inspect_object(jsonb, text),
 	@extschema@.verify_object(jsonb, text, boolean)
 TO backup_offline_admin, backup_offline_operator, backup_offline_auditor;
+
+-- Opening a destination validates it (validate_storage) as the caller:
+-- auditors, who change nothing else, need the validation functions too.
+GRANT EXECUTE ON FUNCTION
+	@extschema@.validate_storage(jsonb, text, boolean),
+	@extschema@.confine_path(text, text),
+	@extschema@.raise_invalid(text, text, text, text),
+	@extschema@.json_path(text, text),
+	@extschema@.json_excerpt(jsonb),
+	@extschema@.check_object(jsonb, text, text[]),
+	@extschema@.json_bool(jsonb, text, text, boolean),
+	@extschema@.json_int(jsonb, text, text, bigint, bigint, bigint),
+	@extschema@.json_text(jsonb, text, text, boolean, integer),
+	@extschema@.json_choice(jsonb, text, text, text[], text),
+	@extschema@.json_matching(jsonb, text, text, boolean, integer, text, text)
+TO backup_offline_auditor;

@@ -9,7 +9,7 @@
 -- (storage writes are not transactional, so names must not repeat).
 BEGIN;
 SET LOCAL search_path = public, backup_offline;
-SELECT plan(231);
+SELECT plan(233);
 
 SELECT 'pta' || pg_backend_pid() || '_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS run \gset
 SELECT current_setting('backup_offline.key_directory') AS keydir,
@@ -257,6 +257,17 @@ FROM unnest(ARRAY['backup_offline_admin', 'backup_offline_operator', 'backup_off
 				  'backup_offline.rotate_key(jsonb, text, text, text, boolean)']) f;
 SELECT ok(NOT has_function_privilege('backup_offline_app', 'backup_offline.inspect_object(jsonb, text)', 'EXECUTE'),
 		  'the application may not inspect objects');
+-- an auditor really can inspect and verify (not only holds the grant)
+CREATE ROLE t_arch_auditor IN ROLE backup_offline_auditor;
+DO $$ BEGIN
+	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
+				   pg_my_temp_schema()::regnamespace);
+END $$;
+SET LOCAL ROLE t_arch_auditor;
+SELECT is((backup_offline.verify_object(:'st', 'rt/none-raw-sha256-1', false))->>'valid', 'true',
+		  'an auditor verifies an object');
+SELECT isnt(backup_offline.inspect_object(:'st', 'rt/none-raw-sha256-1'), NULL, 'an auditor inspects an object');
+RESET ROLE;
 CREATE ROLE t_arch_admin IN ROLE backup_offline_admin;
 GRANT EXECUTE ON FUNCTION archive_get(jsonb, text) TO t_arch_admin;
 SET LOCAL ROLE t_arch_admin;
