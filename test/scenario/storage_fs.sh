@@ -23,6 +23,11 @@ cleanup() {
 	mountpoint -q "$ROFS" && umount "$ROFS"
 }
 trap cleanup EXIT
+# mounting the test filesystems needs root (CI runs as root)
+if [ "$(id -u)" -ne 0 ]; then
+	echo "1..0 # SKIP mounting tmpfs needs root"
+	exit 0
+fi
 plan 40
 
 cluster_start "$DIR" "$PORT" "backup_offline.allowed_paths = '$LOCAL, $SHARE, $ROFS'"
