@@ -18,6 +18,7 @@ OBJS = \
 	src/storage/storage.o \
 	src/storage/fs.o \
 	src/archive/digest.o \
+	src/archive/format.o \
 	src/archive/container.o \
 	src/archive/keys.o
 
@@ -99,3 +100,11 @@ $(BLAKE3_BUILD)/%.o: $(BLAKE3_SRC)/%.S
 	@mkdir -p $(BLAKE3_BUILD)
 	$(CC) -fPIC $(BLAKE3_DEFS) -c -o $@ $<
 endif
+
+# ---- fuzzing (not part of the extension build; see test/fuzz/README.md) ----
+# test/fuzz/build/fuzz_reader: libFuzzer + ASan + UBSan over the archive
+# format core (src/archive/format.c); test/fuzz/build/gen_corpus writes
+# the corpus.  Needs clang-14 and libclang-rt-14-dev.
+.PHONY: fuzz
+fuzz: $(BLAKE3_LIB)
+	BLAKE3_SRC="$(BLAKE3_SRC)" BLAKE3_LIB="$(BLAKE3_LIB)" PG_CONFIG="$(PG_CONFIG)" test/fuzz/build.sh

@@ -118,28 +118,8 @@
 #define BACKUP_OFFLINE_ARCHIVE_H
 
 #include "archive/digest.h"
+#include "archive/format.h"	/* the constants and enums of the format */
 #include "storage/storage.h"
-
-#define BO_ARCHIVE_FORMAT_VERSION	1
-#define BO_ARCHIVE_MIN_CHUNK_SIZE	(64 * 1024)
-#define BO_ARCHIVE_MAX_CHUNK_SIZE	(64 * 1024 * 1024)
-#define BO_ARCHIVE_DEFAULT_CHUNK_SIZE (1024 * 1024)
-#define BO_ARCHIVE_KEY_ID_LENGTH	16
-#define BO_ARCHIVE_KEK_ID_MAX		64
-
-typedef enum BoCompression
-{
-	BO_COMPRESSION_NONE = 0,
-	BO_COMPRESSION_ZSTD = 1
-} BoCompression;
-
-typedef enum BoCipher
-{
-	BO_CIPHER_AUTO = -1,		/* AES-256-GCM where the CPU has it, else XChaCha20 */
-	BO_CIPHER_NONE = 0,
-	BO_CIPHER_AES256GCM = 1,
-	BO_CIPHER_XCHACHA20POLY1305 = 2
-} BoCipher;
 
 /* How to write an object; bo_archive_options_init sets the defaults */
 typedef struct BoArchiveOptions
