@@ -20,7 +20,8 @@ OBJS = \
 	src/archive/digest.o \
 	src/archive/format.o \
 	src/archive/container.o \
-	src/archive/keys.o
+	src/archive/keys.o \
+	src/archive/bench.o
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

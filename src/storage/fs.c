@@ -39,6 +39,22 @@
  * If the directory fsync of step 3 fails, the complete object is visible
  * but its name may not survive a power loss; the error says so.
  *
+ * Reading: the archive reader asks for an object a few pieces at a time
+ * (each frame's header, payload and digest are separate gets), so opening
+ * the file, confining its path and checking it on every get would be
+ * repeated work for the same file.  fs_get therefore keeps the descriptors
+ * of the last few objects it read open in the FsStorage (a small LRU
+ * cache), after the same confinement and regular-file checks as before;
+ * later gets of the same object only pread.  The descriptors are plain
+ * ones counted with AcquireExternalFD (when the process is short of
+ * descriptors, fs_get falls back to opening per call) and live at most as
+ * long as both the storage's memory and the transaction: a reset callback
+ * on the storage's memory context and a transaction callback close them,
+ * and fs_delete and fs_put_commit close the one of the name they touch.
+ * A cached descriptor keeps reading the file it opened, which for
+ * write-once objects is the object the name stood for when the transaction
+ * first read it.
+ *
  * NETWORK_SHARE destinations must lie on a mounted filesystem other than
  * the root filesystem (found in /proc/self/mountinfo by the longest mount
  * point that is a prefix of the resolved path) and be writable; this is
@@ -61,11 +77,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access/xact.h"
 #include "common/file_utils.h"
 #include "common/string.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/fd.h"
+#include "utils/memutils.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -79,6 +97,18 @@
 /* bytes per read(2) and write(2) call, between interrupt checks */
 #define FS_IO_CHUNK (1024 * 1024)
 
+/* objects whose read descriptors an FsStorage keeps open */
+#define FS_READ_HANDLES 4
+
+/* an open read descriptor of one object (see fs_get) */
+typedef struct FsReadHandle
+{
+	char	   *name;			/* object name; NULL when the slot is free */
+	char	   *path;			/* its confined file */
+	int			fd;
+	uint64		last_use;		/* for evicting the least recently used */
+} FsReadHandle;
+
 /* an open filesystem destination */
 typedef struct FsStorage
 {
@@ -90,6 +120,12 @@ typedef struct FsStorage
 	gid_t		gid;			/* (gid_t) -1: leave unchanged */
 	char	   *owner;
 	char	   *group;
+	/* the read descriptor cache */
+	FsReadHandle handles[FS_READ_HANDLES];
+	uint64		handle_clock;	/* uses so far */
+	bool		handles_tracked;	/* callback registered, in fs_storages */
+	MemoryContextCallback handles_callback;
+	dlist_node	node;			/* in fs_storages */
 } FsStorage;
 
 /* an open put */
@@ -116,6 +152,10 @@ typedef struct FsWalk
 
 /* makes temporary names of this backend unique */
 static uint32 temp_counter = 0;
+
+/* destinations that may hold cached read descriptors */
+static dlist_head fs_storages = DLIST_STATIC_INIT(fs_storages);
+static bool fs_xact_callback_registered = false;
 
 /*
  * Is "path" equal to "dir" or below it?  Both absolute and canonical.
@@ -498,6 +538,164 @@ rename_noreplace(const char *from, const char *to)
 }
 
 /*
+ * Close a cached read descriptor and free its slot.  Never throws: runs
+ * from memory-context and transaction callbacks.  (A failed close of a
+ * descriptor only read from loses nothing.)
+ */
+static void
+handle_close(FsReadHandle *h)
+{
+	if (h->name == NULL)
+		return;
+	(void) close(h->fd);
+	ReleaseExternalFD();
+	pfree(h->name);
+	pfree(h->path);
+	h->name = NULL;
+	h->path = NULL;
+	h->fd = -1;
+}
+
+/*
+ * Close every cached read descriptor of a destination.
+ */
+static void
+handles_close_all(FsStorage *fs)
+{
+	int			i;
+
+	for (i = 0; i < FS_READ_HANDLES; i++)
+		handle_close(&fs->handles[i]);
+}
+
+/*
+ * Memory-context callback: the destination's memory goes away, and with it
+ * its read descriptors.
+ */
+static void
+handles_release(void *arg)
+{
+	FsStorage  *fs = (FsStorage *) arg;
+
+	handles_close_all(fs);
+	dlist_delete(&fs->node);
+	fs->handles_tracked = false;
+}
+
+/*
+ * Transaction callback: no cached read descriptor outlives the transaction
+ * that opened it (the next get opens and checks the file again).
+ */
+static void
+handles_xact_callback(XactEvent event, void *arg)
+{
+	dlist_iter	iter;
+
+	switch (event)
+	{
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			break;
+		default:
+			return;
+	}
+	dlist_foreach(iter, &fs_storages)
+		handles_close_all(dlist_container(FsStorage, node, iter.cur));
+}
+
+/*
+ * The cached read descriptor of object "name", or NULL.
+ */
+static FsReadHandle *
+handle_lookup(FsStorage *fs, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < FS_READ_HANDLES; i++)
+	{
+		FsReadHandle *h = &fs->handles[i];
+
+		if (h->name != NULL && strcmp(h->name, name) == 0)
+		{
+			h->last_use = ++fs->handle_clock;
+			return h;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Close the cached read descriptor of object "name", if there is one.
+ */
+static void
+handle_forget(FsStorage *fs, const char *name)
+{
+	FsReadHandle *h = handle_lookup(fs, name);
+
+	if (h != NULL)
+		handle_close(h);
+}
+
+/*
+ * Make sure the destination's cached descriptors will be closed: register
+ * the transaction callback and a reset callback on the destination's
+ * memory context (once).
+ */
+static void
+handles_track(FsStorage *fs)
+{
+	if (fs->handles_tracked)
+		return;
+	if (!fs_xact_callback_registered)
+	{
+		RegisterXactCallback(handles_xact_callback, NULL);
+		fs_xact_callback_registered = true;
+	}
+	fs->handles_callback.func = handles_release;
+	fs->handles_callback.arg = fs;
+	MemoryContextRegisterResetCallback(GetMemoryChunkContext(fs), &fs->handles_callback);
+	dlist_push_tail(&fs_storages, &fs->node);
+	fs->handles_tracked = true;
+}
+
+/*
+ * Keep the open descriptor fd of object "name" (file "path") for later
+ * gets, in a free slot or in that of the least recently used object.  name
+ * and path are allocated in the destination's memory context and now
+ * belong to the cache; the descriptor has been counted with
+ * AcquireExternalFD.  Never throws, so the descriptor cannot leak between
+ * its opening and its installation.
+ */
+static FsReadHandle *
+handle_install(FsStorage *fs, char *name, char *path, int fd)
+{
+	FsReadHandle *victim = &fs->handles[0];
+	int			i;
+
+	for (i = 0; i < FS_READ_HANDLES; i++)
+	{
+		FsReadHandle *h = &fs->handles[i];
+
+		if (h->name == NULL)
+		{
+			victim = h;
+			break;
+		}
+		if (h->last_use < victim->last_use)
+			victim = h;
+	}
+	handle_close(victim);
+	victim->name = name;
+	victim->path = path;
+	victim->fd = fd;
+	victim->last_use = ++fs->handle_clock;
+	return victim;
+}
+
+/*
  * Check the normalised destination: path (confined again), permissions,
  * owner and group; for NETWORK_SHARE the mount.
  */
@@ -689,6 +887,7 @@ fs_put_write(BoStorageWriter *writer, const void *data, size_t len)
 static void
 fs_put_commit(BoStorageWriter *writer)
 {
+	FsStorage  *fs = (FsStorage *) writer->storage->private;
 	FsWriter   *fw = (FsWriter *) writer->private;
 	int			fd;
 
@@ -736,6 +935,8 @@ fs_put_commit(BoStorageWriter *writer)
 	}
 	fw->renamed = true;
 	fw->created = false;
+	/* a descriptor kept from reading an earlier file of this name is stale */
+	handle_forget(fs, writer->name);
 
 	fsync_directory(fw->dir_path,
 					psprintf("Object \"%s\" is complete, but its name may not survive a crash of the server's machine.",
@@ -771,22 +972,28 @@ fs_discard(BoStorageWriter *writer, bool at_xact_end)
 }
 
 /*
- * Ranged read of an object.
+ * Open object "name" (its confined file "path") for reading and check that
+ * it is a regular file.  cached: the caller has counted the descriptor with
+ * AcquireExternalFD for the cache, and an error here closes and uncounts
+ * it; else a transient descriptor (fd.c closes it at abort).
  */
-static size_t
-fs_get(BoStorage *storage, const char *name, uint64 offset, void *buf, size_t len)
+static int
+open_for_read(const char *name, const char *path, bool cached)
 {
-	FsStorage  *fs = (FsStorage *) storage->private;
-	char	   *path = object_path(fs, name);
-	char	   *p = buf;
-	size_t		got = 0;
 	struct stat st;
 	int			fd;
 
-	(void) bo_confine_path(path, FS_FIELD);
-	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (cached)
+		fd = BasicOpenFile(path, O_RDONLY | PG_BINARY);
+	else
+		fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (fd < 0)
 	{
+		int			save_errno = errno;
+
+		if (cached)
+			ReleaseExternalFD();
+		errno = save_errno;
 		if (errno == ENOENT || errno == ENOTDIR)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_FILE),
@@ -796,14 +1003,82 @@ fs_get(BoStorage *storage, const char *name, uint64 offset, void *buf, size_t le
 				 errmsg("could not open file \"%s\": %m", path)));
 	}
 	if (fstat(fd, &st) != 0)
+	{
+		int			save_errno = errno;
+
+		if (cached)
+		{
+			(void) close(fd);
+			ReleaseExternalFD();
+		}
+		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_file_access(),
 				 errmsg("could not stat file \"%s\": %m", path)));
+	}
 	if (!S_ISREG(st.st_mode))
+	{
+		if (cached)
+		{
+			(void) close(fd);
+			ReleaseExternalFD();
+		}
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_FILE),
 				 errmsg("object \"%s\" does not exist", name),
 				 errdetail("\"%s\" is not a regular file.", path)));
+	}
+	return fd;
+}
+
+/*
+ * Ranged read of an object.  The descriptor comes from the destination's
+ * cache, or is opened (path confined, regular file checked) and kept there;
+ * only when the process has no descriptor to spare is the file opened and
+ * closed for this call alone.
+ */
+static size_t
+fs_get(BoStorage *storage, const char *name, uint64 offset, void *buf, size_t len)
+{
+	FsStorage  *fs = (FsStorage *) storage->private;
+	FsReadHandle *h = handle_lookup(fs, name);
+	char	   *p = buf;
+	size_t		got = 0;
+	const char *path;
+	char	   *own_path = NULL;
+	int			fd;
+
+	if (h == NULL)
+	{
+		MemoryContext cxt = GetMemoryChunkContext(fs);
+		char	   *file = object_path(fs, name);
+		char	   *own_name;
+
+		/* everything that can fail, before a descriptor is counted */
+		own_path = MemoryContextStrdup(cxt, file);
+		own_name = MemoryContextStrdup(cxt, name);
+		pfree(file);
+		(void) bo_confine_path(own_path, FS_FIELD);
+		handles_track(fs);
+		if (AcquireExternalFD())
+		{
+			fd = open_for_read(name, own_path, true);
+			h = handle_install(fs, own_name, own_path, fd);
+			own_path = NULL;
+		}
+		else
+		{
+			pfree(own_name);
+			fd = open_for_read(name, own_path, false);
+		}
+	}
+	if (h != NULL)
+	{
+		fd = h->fd;
+		path = h->path;
+	}
+	else
+		path = own_path;
 
 	if (offset > (uint64) PG_INT64_MAX)
 		len = 0;
@@ -828,11 +1103,14 @@ fs_get(BoStorage *storage, const char *name, uint64 offset, void *buf, size_t le
 		got += n;
 	}
 
-	if (CloseTransientFile(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not close file \"%s\": %m", path)));
-	pfree(path);
+	if (h == NULL)
+	{
+		if (CloseTransientFile(fd) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not close file \"%s\": %m", path)));
+		pfree(own_path);
+	}
 	return got;
 }
 
@@ -991,6 +1269,7 @@ fs_delete(BoStorage *storage, const char *name)
 	char	   *path = object_path(fs, name);
 	char	   *dir;
 
+	handle_forget(fs, name);
 	(void) bo_confine_path(path, FS_FIELD);
 	if (unlink(path) != 0)
 	{
