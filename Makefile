@@ -32,7 +32,7 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # libsodium (AEAD, key wrapping, Argon2id) and zstd, from Debian's -dev packages
-SHLIB_LINK += -lsodium -lzstd
+SHLIB_LINK += -lsodium -lzstd -lpthread
 
 # BLAKE3 from the official C sources in Debian's librust-blake3-dev, built
 # into a static archive linked through SHLIB_LINK (not OBJS: PGXS would try

@@ -135,8 +135,8 @@ _PG_init(void)
 							   check_key_id_setting, NULL, NULL);
 
 	DefineCustomIntVariable("backup_offline.compression_workers",
-							"Worker threads zstd uses to compress each archive chunk.",
-							"0 compresses in the backend itself.",
+							"Worker threads that compress and encrypt archive chunks in parallel.",
+							"0 compresses and encrypts in the backend itself.",
 							&bo_compression_workers,
 							0,
 							0,

@@ -30,6 +30,9 @@
  *	  object on abort by itself.
  *	- The writer flushes a full chunk only when more data arrives, so the
  *	  last chunk is always known and flagged final when finishing.
+ *	- With backup_offline.compression_workers > 0 the writer encodes chunks
+ *	  in worker threads (see "The parallel chunk pipeline" below); the
+ *	  bytes written are those of the serial path.
  *
  * IDENTIFICATION
  *		src/archive/container.c
@@ -38,6 +41,8 @@
  */
 #include "postgres.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sodium.h>
 #include <zstd.h>
 
@@ -61,6 +66,8 @@ PG_FUNCTION_INFO_V1(bo_archive_get_sql);
 PG_FUNCTION_INFO_V1(bo_inspect_object_sql);
 PG_FUNCTION_INFO_V1(bo_verify_object_sql);
 
+typedef struct BoWriterPool BoWriterPool;
+
 struct BoArchiveWriter
 {
 	MemoryContext mcxt;			/* the writer and everything it keeps */
@@ -74,6 +81,7 @@ struct BoArchiveWriter
 	char	   *chunk;			/* chunk_size bytes of buffered plaintext */
 	uint32		fill;
 	BoFormatWriter core;		/* the format: header, frames, trailer */
+	BoWriterPool *pool;			/* compression_workers > 0: the threads */
 };
 
 struct BoArchiveReader
@@ -189,6 +197,410 @@ writer_check(BoArchiveWriter *w, BoFormatWriteResult result)
 		elog(ERROR, "could not encrypt archive chunk " UINT64_FORMAT, w->core.index);
 }
 
+/* ---------------------------------------------------------------------
+ * The parallel chunk pipeline (compression_workers > 0)
+ *
+ * N worker threads encode (compress with their own single-threaded zstd
+ * context, seal) whole chunks at once, each into its slot's own buffers;
+ * the backend thread fills the next slot with plaintext, hands chunks out
+ * and collects finished frames strictly in chunk order, and does all
+ * digest work and storage writes itself (bo_format_writer_frame).  N + 1
+ * slots: N chunks being encoded while the backend fills one, so memory is
+ * bounded by N + 1 chunks.  Chunk i lives in slot i % (N + 1).  The bytes
+ * are those of the serial writer: every frame depends only on its chunk,
+ * its index and the header.
+ *
+ * Worker threads call nothing of PostgreSQL (no palloc, no elog), block
+ * every signal, and allocate nothing themselves: the pool, its slots and
+ * their buffers are malloc'd by the backend thread before the threads
+ * start.  A worker records a failure in its slot; the backend thread raises
+ * it when it collects that chunk.  The backend waits on a condition
+ * variable with a 10 ms timeout and runs CHECK_FOR_INTERRUPTS between
+ * waits, never holding the mutex when it may raise an ERROR.  pool_stop
+ * (from the writer's memory-context reset callback, so on finish, abort,
+ * ERROR and cancel alike) stops and joins every thread before anything is
+ * freed; no thread outlives the writer.
+ * ---------------------------------------------------------------------
+ */
+typedef enum BoSlotState
+{
+	BO_SLOT_FREE = 0,			/* the backend may fill it */
+	BO_SLOT_QUEUED,				/* waiting for a worker */
+	BO_SLOT_BUSY,				/* a worker encodes it */
+	BO_SLOT_DONE				/* encoded (or failed), waiting for the backend */
+} BoSlotState;
+
+typedef struct BoWriterSlot
+{
+	BoSlotState state;
+	uint64		index;
+	uint32		len;
+	bool		final;
+	uint8	   *plain;			/* chunk_size bytes */
+	uint8	   *cbuf;			/* ZSTD_compressBound(chunk_size); NULL without zstd */
+	size_t		cbuf_size;
+	uint8	   *sealed;			/* chunk_size + 16; NULL without cipher */
+	/* out */
+	BoFormatWriteResult result;
+	const char *zstd_error;
+	uint8		fh[BO_FORMAT_FRAME_HEADER_LENGTH];
+	const uint8 *payload;
+	size_t		payload_len;
+} BoWriterSlot;
+
+typedef struct BoWriterWorker
+{
+	BoWriterPool *pool;
+	ZSTD_CCtx  *cctx;			/* NULL without zstd */
+	pthread_t	thread;
+	bool		started;
+} BoWriterWorker;
+
+struct BoWriterPool
+{
+	pthread_mutex_t lock;
+	pthread_cond_t work;		/* a slot was queued, or stop */
+	pthread_cond_t done;		/* a slot is done */
+	bool		sync_ok;		/* lock and conditions initialized */
+	bool		stop;
+	const BoFormatWriter *core; /* read only while threads run */
+	int			nworkers;
+	BoWriterWorker *workers;
+	int			nslots;
+	BoWriterSlot *slots;
+	uint64		next_submit;	/* index of the chunk being filled */
+	uint64		next_collect;	/* index of the next frame to write */
+};
+
+static void *
+pool_worker_main(void *arg)
+{
+	BoWriterWorker *me = (BoWriterWorker *) arg;
+	BoWriterPool *pool = me->pool;
+	sigset_t	all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+
+	pthread_mutex_lock(&pool->lock);
+	for (;;)
+	{
+		BoWriterSlot *slot = NULL;
+		int			i;
+
+		if (pool->stop)
+			break;
+		/* the queued chunk with the lowest index */
+		for (i = 0; i < pool->nslots; i++)
+		{
+			BoWriterSlot *s = &pool->slots[i];
+
+			if (s->state == BO_SLOT_QUEUED && (slot == NULL || s->index < slot->index))
+				slot = s;
+		}
+		if (slot == NULL)
+		{
+			pthread_cond_wait(&pool->work, &pool->lock);
+			continue;
+		}
+		slot->state = BO_SLOT_BUSY;
+		pthread_mutex_unlock(&pool->lock);
+
+		slot->zstd_error = NULL;
+		slot->result = bo_format_frame_encode(pool->core, me->cctx, slot->index,
+											  slot->plain, slot->len, slot->final,
+											  slot->cbuf, slot->cbuf_size, slot->sealed,
+											  slot->fh, &slot->payload, &slot->payload_len,
+											  &slot->zstd_error);
+
+		pthread_mutex_lock(&pool->lock);
+		slot->state = BO_SLOT_DONE;
+		pthread_cond_broadcast(&pool->done);
+	}
+	pthread_mutex_unlock(&pool->lock);
+	return NULL;
+}
+
+/*
+ * Stop and join every worker, then free the pool.  Safe on a partly built
+ * pool and more than once (w->pool is cleared).
+ */
+static void
+pool_stop(BoArchiveWriter *w)
+{
+	BoWriterPool *pool = w->pool;
+	int			i;
+
+	if (pool == NULL)
+		return;
+	if (pool->sync_ok)
+	{
+		pthread_mutex_lock(&pool->lock);
+		pool->stop = true;
+		pthread_cond_broadcast(&pool->work);
+		pthread_mutex_unlock(&pool->lock);
+	}
+	if (pool->workers != NULL)
+	{
+		for (i = 0; i < pool->nworkers; i++)
+			if (pool->workers[i].started)
+				pthread_join(pool->workers[i].thread, NULL);
+		for (i = 0; i < pool->nworkers; i++)
+			if (pool->workers[i].cctx != NULL)
+				ZSTD_freeCCtx(pool->workers[i].cctx);
+		free(pool->workers);
+	}
+	if (pool->slots != NULL)
+	{
+		for (i = 0; i < pool->nslots; i++)
+		{
+			free(pool->slots[i].plain);
+			free(pool->slots[i].cbuf);
+			free(pool->slots[i].sealed);
+		}
+		free(pool->slots);
+	}
+	if (pool->sync_ok)
+	{
+		pthread_cond_destroy(&pool->done);
+		pthread_cond_destroy(&pool->work);
+		pthread_mutex_destroy(&pool->lock);
+	}
+	free(pool);
+	w->pool = NULL;
+}
+
+static void
+pool_oom(BoArchiveWriter *w)
+{
+	pool_stop(w);
+	ereport(ERROR,
+			(errcode(ERRCODE_OUT_OF_MEMORY),
+			 errmsg("out of memory"),
+			 errdetail("Could not set up %d archive compression workers.", bo_compression_workers)));
+}
+
+/*
+ * Build the pool and start its threads (after bo_format_writer_begin: the
+ * threads read the header hash).  w->chunk becomes slot 0's buffer.
+ */
+static void
+pool_start(BoArchiveWriter *w, int nworkers)
+{
+	BoWriterPool *pool;
+	size_t		chunk_size = w->core.chunk_size;
+	sigset_t	all;
+	sigset_t	old;
+	int			i;
+	int			rc = 0;
+
+	pool = calloc(1, sizeof(BoWriterPool));
+	if (pool == NULL)
+		pool_oom(w);
+	w->pool = pool;
+	pool->core = &w->core;
+	pool->nworkers = nworkers;
+	pool->nslots = nworkers + 1;
+	if (pthread_mutex_init(&pool->lock, NULL) != 0)
+		pool_oom(w);
+	if (pthread_cond_init(&pool->work, NULL) != 0)
+	{
+		pthread_mutex_destroy(&pool->lock);
+		pool_oom(w);
+	}
+	if (pthread_cond_init(&pool->done, NULL) != 0)
+	{
+		pthread_cond_destroy(&pool->work);
+		pthread_mutex_destroy(&pool->lock);
+		pool_oom(w);
+	}
+	pool->sync_ok = true;
+
+	pool->slots = calloc(pool->nslots, sizeof(BoWriterSlot));
+	pool->workers = calloc(nworkers, sizeof(BoWriterWorker));
+	if (pool->slots == NULL || pool->workers == NULL)
+		pool_oom(w);
+	for (i = 0; i < pool->nslots; i++)
+	{
+		BoWriterSlot *slot = &pool->slots[i];
+
+		slot->plain = malloc(chunk_size);
+		if (slot->plain == NULL)
+			pool_oom(w);
+		if (w->core.compression == BO_COMPRESSION_ZSTD)
+		{
+			slot->cbuf_size = ZSTD_compressBound(chunk_size);
+			slot->cbuf = malloc(slot->cbuf_size);
+			if (slot->cbuf == NULL)
+				pool_oom(w);
+		}
+		if (w->core.cipher != BO_CIPHER_NONE)
+		{
+			slot->sealed = malloc(chunk_size + BO_FORMAT_AEAD_TAG_LENGTH);
+			if (slot->sealed == NULL)
+				pool_oom(w);
+		}
+	}
+	for (i = 0; i < nworkers; i++)
+	{
+		BoWriterWorker *wk = &pool->workers[i];
+
+		wk->pool = pool;
+		if (w->core.compression == BO_COMPRESSION_ZSTD)
+		{
+			size_t		ret;
+
+			wk->cctx = ZSTD_createCCtx();
+			if (wk->cctx == NULL)
+				pool_oom(w);
+			ret = ZSTD_CCtx_setParameter(wk->cctx, ZSTD_c_compressionLevel, w->core.level);
+			if (ZSTD_isError(ret))
+			{
+				pool_stop(w);
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("could not set zstd compression level to %d: %s",
+								w->core.level, ZSTD_getErrorName(ret))));
+			}
+		}
+	}
+
+	/* threads start with every signal blocked (and block them again themselves) */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (i = 0; i < nworkers; i++)
+	{
+		rc = pthread_create(&pool->workers[i].thread, NULL, pool_worker_main, &pool->workers[i]);
+		if (rc != 0)
+			break;
+		pool->workers[i].started = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0)
+	{
+		pool_stop(w);
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start archive compression worker thread: %s", strerror(rc))));
+	}
+
+	pool->next_submit = 0;
+	pool->next_collect = 0;
+	w->chunk = (char *) pool->slots[0].plain;
+}
+
+/*
+ * Wait (interruptibly) until slot is done.
+ */
+static void
+pool_wait_done(BoWriterPool *pool, BoWriterSlot *slot)
+{
+	for (;;)
+	{
+		bool		done;
+		struct timespec ts;
+
+		pthread_mutex_lock(&pool->lock);
+		if (slot->state != BO_SLOT_DONE)
+		{
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 10 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000 * 1000 * 1000)
+			{
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000 * 1000 * 1000;
+			}
+			pthread_cond_timedwait(&pool->done, &pool->lock, &ts);
+		}
+		done = slot->state == BO_SLOT_DONE;
+		pthread_mutex_unlock(&pool->lock);
+		if (done)
+			return;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Write the next frame in order (waiting for it when wait), raising a
+ * worker's failure; false when !wait and it is not done yet.
+ */
+static bool
+pool_collect_one(BoArchiveWriter *w, bool wait)
+{
+	BoWriterPool *pool = w->pool;
+	BoWriterSlot *slot = &pool->slots[pool->next_collect % pool->nslots];
+	MemoryContext oldcxt;
+	bool		done;
+
+	Assert(pool->next_collect < pool->next_submit);
+	if (wait)
+		pool_wait_done(pool, slot);
+	else
+	{
+		pthread_mutex_lock(&pool->lock);
+		done = slot->state == BO_SLOT_DONE;
+		pthread_mutex_unlock(&pool->lock);
+		if (!done)
+			return false;
+	}
+	/* done: the worker no longer touches the slot */
+	if (slot->result != BO_FORMAT_WRITE_OK)
+	{
+		w->core.zstd_error = slot->zstd_error;
+		writer_check(w, slot->result);
+	}
+	CHECK_FOR_INTERRUPTS();
+	oldcxt = MemoryContextSwitchTo(w->chunkcxt);
+	bo_format_writer_frame(&w->core, slot->fh, slot->payload, slot->payload_len,
+						   slot->plain, slot->len);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(w->chunkcxt);
+	pool->next_collect++;
+	slot->state = BO_SLOT_FREE;	/* only the backend touches a done slot */
+	return true;
+}
+
+/*
+ * Hand the filled chunk (w->chunk, w->fill bytes) to the workers and make
+ * w->chunk the next free slot's buffer; with final, write every frame.
+ */
+static void
+pool_submit(BoArchiveWriter *w, bool final)
+{
+	BoWriterPool *pool = w->pool;
+	BoWriterSlot *slot = &pool->slots[pool->next_submit % pool->nslots];
+	BoWriterSlot *next;
+
+	Assert(slot->state == BO_SLOT_FREE && (char *) slot->plain == w->chunk);
+	CHECK_FOR_INTERRUPTS();
+	slot->index = pool->next_submit;
+	slot->len = w->fill;
+	slot->final = final;
+	slot->result = BO_FORMAT_WRITE_OK;
+	pthread_mutex_lock(&pool->lock);
+	slot->state = BO_SLOT_QUEUED;
+	pthread_cond_signal(&pool->work);
+	pthread_mutex_unlock(&pool->lock);
+	pool->next_submit++;
+	w->fill = 0;
+
+	if (final)
+	{
+		while (pool->next_collect < pool->next_submit)
+			pool_collect_one(w, true);
+		w->chunk = NULL;
+		return;
+	}
+
+	/* write what is ready, then make sure the next slot is free */
+	while (pool->next_collect < pool->next_submit && pool_collect_one(w, false))
+		;
+	next = &pool->slots[pool->next_submit % pool->nslots];
+	while (next->state != BO_SLOT_FREE)
+		pool_collect_one(w, true);
+	w->chunk = (char *) next->plain;
+}
+
 /*
  * Default options: zstd level 3, cipher auto, BLAKE3, 1 MiB chunks, the
  * default key id, the storage name as identity.
@@ -214,6 +626,8 @@ writer_release(void *arg)
 {
 	BoArchiveWriter *w = (BoArchiveWriter *) arg;
 
+	/* first: the threads read the key and the header hash */
+	pool_stop(w);
 	if (w->core.cctx != NULL)
 		ZSTD_freeCCtx(w->core.cctx);
 	w->core.cctx = NULL;
@@ -350,20 +764,14 @@ bo_archive_writer_begin(BoStorage *storage, const char *name, const BoArchiveOpt
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("could not set zstd compression level to %d: %s",
 							w->core.level, ZSTD_getErrorName(ret))));
-		if (bo_compression_workers > 0)
-		{
-			ret = ZSTD_CCtx_setParameter(w->core.cctx, ZSTD_c_nbWorkers, bo_compression_workers);
-			if (ZSTD_isError(ret))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("could not set compression worker count to %d: %s",
-								bo_compression_workers, ZSTD_getErrorName(ret))));
-		}
 	}
 
-	w->chunk = palloc(w->core.chunk_size);
 	w->sw = bo_storage_put_begin(storage, name);
 	bo_format_writer_begin(&w->core, object_id, oidlen);
+	if (bo_compression_workers > 0)
+		pool_start(w, bo_compression_workers);	/* sets w->chunk */
+	else
+		w->chunk = palloc(w->core.chunk_size);
 
 	MemoryContextSwitchTo(oldcxt);
 	return w;
@@ -377,6 +785,11 @@ writer_flush_chunk(BoArchiveWriter *w, bool final)
 {
 	MemoryContext oldcxt;
 
+	if (w->pool != NULL)
+	{
+		pool_submit(w, final);
+		return;
+	}
 	CHECK_FOR_INTERRUPTS();
 	oldcxt = MemoryContextSwitchTo(w->chunkcxt);
 	writer_check(w, bo_format_writer_chunk(&w->core, w->chunk, w->fill, final));

@@ -322,6 +322,92 @@ bo_format_writer_chunk(BoFormatWriter *w, const void *plain, uint32 len, bool fi
 }
 
 /*
+ * The half of a frame that needs no digest and no allocation, for a
+ * pipeline that encodes several chunks at once in threads: compress (with
+ * cctx, a context of the caller's, single-threaded) and seal len bytes of
+ * plaintext as frame index of the object w begins, into the caller's
+ * buffers cbuf (ZSTD_compressBound(chunk_size) bytes) and sealed
+ * (chunk_size + 16 bytes; unused without a cipher).  Reads only fields of w
+ * that are constant after bo_format_writer_begin, calls no callback and
+ * touches no digest, so threads may run it at once on different chunks.
+ * On success fh holds the frame header and *payload (inside plain, cbuf or
+ * sealed) the payload; bo_format_writer_frame writes them.  The bytes are
+ * those bo_format_writer_chunk writes for the same chunk.
+ */
+BoFormatWriteResult
+bo_format_frame_encode(const BoFormatWriter *w, ZSTD_CCtx *cctx, uint64 index,
+					   const void *plain, uint32 len, bool final,
+					   uint8 *cbuf, size_t cbuf_size, uint8 *sealed,
+					   uint8 *fh, const uint8 **payload, size_t *payload_len,
+					   const char **zstd_error)
+{
+	const uint8 *body = (const uint8 *) plain;
+	size_t		body_len = len;
+	uint8		mode = BO_FORMAT_MODE_RAW;
+	uint8		kind = final ? BO_FORMAT_KIND_FINAL : BO_FORMAT_KIND_DATA;
+
+	if (w->compression == BO_COMPRESSION_ZSTD && len > 0)
+	{
+		size_t		ret = ZSTD_compress2(cctx, cbuf, cbuf_size, plain, len);
+
+		if (ZSTD_isError(ret))
+		{
+			*zstd_error = ZSTD_getErrorName(ret);
+			return BO_FORMAT_WRITE_ZSTD_ERROR;
+		}
+		if (ret < len)
+		{
+			body = cbuf;
+			body_len = ret;
+			mode = BO_FORMAT_MODE_ZSTD;
+		}
+	}
+
+	if (w->cipher != BO_CIPHER_NONE)
+	{
+		uint8		ad[BO_FORMAT_AD_MAX_LENGTH];
+		size_t		adlen = frame_ad(ad, w->H, index, kind, mode, len);
+
+		if (!bo_format_aead_seal(w->cipher, w->data_key, w->nonce_prefix, index, ad, adlen,
+								 body, body_len, sealed))
+			return BO_FORMAT_WRITE_SEAL_ERROR;
+		*payload = sealed;
+		*payload_len = body_len + BO_FORMAT_AEAD_TAG_LENGTH;
+	}
+	else
+	{
+		*payload = body;
+		*payload_len = body_len;
+	}
+
+	bo_put_u32(fh, (uint32) *payload_len);
+	bo_put_u32(fh + 4, len);
+	fh[8] = kind;
+	fh[9] = mode;
+	return BO_FORMAT_WRITE_OK;
+}
+
+/*
+ * The other half: digest and write a frame bo_format_frame_encode made for
+ * index w->index (the caller hands frames over strictly in order), with
+ * its plaintext for the plaintext digest.
+ */
+void
+bo_format_writer_frame(BoFormatWriter *w, const uint8 *fh, const uint8 *payload,
+					   size_t payload_len, const void *plain, uint32 len)
+{
+	uint8		fd[BO_DIGEST_MAX_LENGTH];
+
+	bo_format_frame_digest(w->digest, w->H, w->index, fh, payload, payload_len, fd);
+	writer_emit(w, fh, BO_FORMAT_FRAME_HEADER_LENGTH);
+	writer_emit(w, payload, payload_len);
+	writer_emit(w, fd, w->dlen);
+	bo_digest_update(w->plain_digest, plain, len);
+	w->plaintext_length += len;
+	w->index++;
+}
+
+/*
  * Write the trailer and the footer after the final chunk; finish the
  * plaintext and stored digests.
  */

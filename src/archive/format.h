@@ -246,6 +246,14 @@ extern bool bo_format_aead_seal(BoCipher cipher, const unsigned char *key,
 extern void bo_format_writer_begin(BoFormatWriter *w, const char *object_id, size_t oidlen);
 extern BoFormatWriteResult bo_format_writer_chunk(BoFormatWriter *w, const void *plain,
 												  uint32 len, bool final);
+extern BoFormatWriteResult bo_format_frame_encode(const BoFormatWriter *w, ZSTD_CCtx *cctx,
+												  uint64 index, const void *plain, uint32 len,
+												  bool final, uint8 *cbuf, size_t cbuf_size,
+												  uint8 *sealed, uint8 *fh,
+												  const uint8 **payload, size_t *payload_len,
+												  const char **zstd_error);
+extern void bo_format_writer_frame(BoFormatWriter *w, const uint8 *fh, const uint8 *payload,
+								   size_t payload_len, const void *plain, uint32 len);
 extern BoFormatWriteResult bo_format_writer_finish(BoFormatWriter *w);
 extern void bo_format_writer_release(BoFormatWriter *w);
 

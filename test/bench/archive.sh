@@ -11,8 +11,8 @@
 #   3. zstd alone with the writer's chunking (archive/zstd_chunks.c: one
 #      ZSTD_compress2 call per chunk, in memory): zstd's worker threads at
 #      each chunk size, a job size of 512 KiB (zstd's minimum), and two
-#      threads compressing different chunks, to show what limits the
-#      pipeline with workers and what would lift it;
+#      threads compressing different chunks (what the writer's worker
+#      threads do, with compression_workers > 0);
 #   4. the read path at 1 MiB chunks: verify_object (read, check, decrypt,
 #      decompress, discard) and archive_get_file (the same, written to a
 #      file), next to `zstd -d` of the zstd command's own output.

@@ -9,7 +9,7 @@
 -- (storage writes are not transactional, so names must not repeat).
 BEGIN;
 SET LOCAL search_path = public, backup_offline;
-SELECT plan(233);
+SELECT plan(315);
 
 SELECT 'pta' || pg_backend_pid() || '_' || (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS run \gset
 SELECT current_setting('backup_offline.key_directory') AS keydir,
@@ -278,6 +278,89 @@ SELECT is(pg_temp.err(format('SHOW backup_offline.default_key_id')),
 		'42501: must be superuser or have privileges of pg_read_all_settings to examine "backup_offline.default_key_id" / ',
 		'backup_offline.default_key_id is hidden from ordinary roles');
 RESET ROLE;
+
+-- ---- the parallel chunk pipeline (compression_workers > 0) ----
+-- Worker threads encode whole chunks at once; the object must hold the same
+-- plaintext and have the same structure (stored length, chunk count,
+-- plaintext digest) as the serial writer's.  Sizes 0, 1, chunk - 1, chunk,
+-- chunk + 1 and about eleven chunks, every cipher, raw and zstd, 2 and 4
+-- workers: 72 round trips and 3 comparisons with the serial objects.
+CREATE FUNCTION pg_temp.put_w(workers int, st jsonb, name text, data bytea, opts jsonb) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('backup_offline.compression_workers', workers::text, true);
+	RETURN backup_offline.archive_put(st, name, data, opts);
+END
+$$;
+CREATE TEMP TABLE bigblob AS
+SELECT (SELECT b FROM blob) || (SELECT b FROM blob) || (SELECT b FROM blob) || (SELECT b FROM blob) AS b;
+CREATE TEMP TABLE wcombo AS
+SELECT c.cipher, c.label, c.digest, z.compression, z.label AS zlabel, s.size, w.workers,
+	   format('pw/%s-%s-%s-w%s', c.label, z.label, s.size, w.workers) AS name
+FROM (VALUES ('none', 'none', 'sha256'),
+			 (CASE WHEN :'aes' THEN 'aes-256-gcm' ELSE 'xchacha20-poly1305' END, 'aes', 'blake3'),
+			 ('xchacha20-poly1305', 'xchacha', 'sha512')) c(cipher, label, digest),
+	 (VALUES ('{"compression": "none"}'::jsonb, 'raw'),
+			 ('{"compression": "zstd", "level": 3}', 'zstd3')) z(compression, label),
+	 (VALUES (0), (1), (65535), (65536), (65537), (700000)) s(size),
+	 (VALUES (0), (2), (4)) w(workers);
+CREATE TEMP TABLE wput AS
+SELECT wcombo.*, substr((SELECT b FROM bigblob), 1, size) AS data,
+	   pg_temp.put_w(workers, :'st', name, substr((SELECT b FROM bigblob), 1, size),
+					 compression || jsonb_build_object('cipher', cipher, 'digest', digest,
+													   'chunkSize', 65536, 'keyId', :'run' || '_k1')) AS r
+FROM wcombo ORDER BY workers, name;
+SELECT set_config('backup_offline.compression_workers', '0', true) IS NOT NULL AS workers \gset
+SELECT is(archive_get(:'st', name), data, 'round trip with ' || workers || ' workers: ' || name)
+FROM wput WHERE workers > 0 ORDER BY workers, name;
+SELECT is((SELECT count(*) FROM wput p JOIN wput s USING (label, zlabel, size)
+		   WHERE s.workers = 0 AND p.workers > 0 AND p.r->>'storedLength' = s.r->>'storedLength'),
+		  72::bigint, 'workers write objects of the serial writer''s stored length');
+SELECT is((SELECT count(*) FROM wput p JOIN wput s USING (label, zlabel, size)
+		   WHERE s.workers = 0 AND p.workers > 0 AND p.r->>'chunkCount' = s.r->>'chunkCount'
+			 AND (p.r->>'chunkCount')::int = greatest(1, ceil(size / 65536.0))),
+		  72::bigint, 'workers write the serial writer''s chunk count');
+SELECT is((SELECT count(*) FROM wput p JOIN wput s USING (label, zlabel, size)
+		   WHERE s.workers = 0 AND p.workers > 0 AND p.r->>'plaintextDigest' = s.r->>'plaintextDigest'
+			 AND (p.r->>'plaintextLength')::int = size),
+		  72::bigint, 'workers write the serial writer''s plaintext digest and length');
+
+-- A cancel (statement_timeout) in the middle of a large write with four
+-- workers: the error is caught in a subtransaction, nothing is left under
+-- the name, every worker thread is joined, and the backend works on.
+CREATE FUNCTION pg_temp.threads() RETURNS int
+LANGUAGE sql AS $$
+	SELECT substring(pg_read_file('/proc/' || pg_backend_pid() || '/status') FROM 'Threads:\s+(\d+)')::int;
+$$;
+CREATE FUNCTION pg_temp.cancelled_put(st jsonb, name text, path text, opts jsonb) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+	PERFORM set_config('backup_offline.compression_workers', '4', true);
+	PERFORM backup_offline.archive_put_file(st, name, path, opts);
+	RETURN 'not canceled';
+EXCEPTION WHEN query_canceled THEN
+	RETURN 'canceled';
+END
+$$;
+SELECT pg_temp.sh(format('seq 1 50000000 > %s/%s_big.txt', current_setting('backup_offline.allowed_paths'), :'run'));
+SELECT is(pg_temp.threads(), 1, 'one thread before the large write');
+SET LOCAL statement_timeout = '400ms';
+SELECT pg_temp.cancelled_put(:'st', 'big', current_setting('backup_offline.allowed_paths') || '/' || :'run' || '_big.txt',
+		jsonb_build_object('keyId', :'run' || '_k1')) AS cancelled \gset
+SET LOCAL statement_timeout = 0;
+SELECT is(:'cancelled'::text, 'canceled', 'statement_timeout cancels a large write with four workers');
+SELECT is(pg_temp.threads(), 1, 'no worker thread outlives the canceled writer');
+SELECT matches(pg_temp.err(format('SELECT inspect_object(%L, ''big'')', :'st')), '^42704: object "big" does not exist',
+		'a canceled write leaves no object');
+SELECT is((SELECT count(*) FROM pg_ls_dir(current_setting('backup_offline.allowed_paths') || '/' || :'run') f
+		   WHERE f LIKE '%big%'), 0::bigint, 'a canceled write leaves no temporary file');
+SELECT set_config('backup_offline.compression_workers', '2', true) IS NOT NULL AS workers \gset
+SELECT is(archive_get(:'st', (archive_put(:'st', 'after-cancel', (SELECT b FROM bigblob),
+		jsonb_build_object('keyId', :'run' || '_k1', 'chunkSize', 65536))->>'name')),
+		(SELECT b FROM bigblob), 'the backend writes with workers after the cancel');
+SELECT is(pg_temp.threads(), 1, 'no worker thread outlives a finished writer');
+SELECT set_config('backup_offline.compression_workers', '0', true) IS NOT NULL AS workers \gset
+SELECT pg_temp.sh(format('rm -f %s/%s_big.txt', current_setting('backup_offline.allowed_paths'), :'run'));
 
 SELECT * FROM finish();
 ROLLBACK;
