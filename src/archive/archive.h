@@ -175,6 +175,9 @@ extern size_t bo_archive_read(BoArchiveReader *reader, void *buf, size_t len);
 extern void bo_archive_reader_close(BoArchiveReader *reader);
 
 /* names of the algorithms as options and inspect_object spell them */
+extern void bo_archive_parse_options(Jsonb *json, BoArchiveOptions *options);
+extern Datum bo_archive_result_jsonb(const char *name, const BoArchiveResult *result);
+extern void bo_archive_require_superuser(const char *what);
 extern const char *bo_compression_name(BoCompression compression);
 extern const char *bo_cipher_name(BoCipher cipher);
 

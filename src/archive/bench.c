@@ -55,187 +55,6 @@ PG_FUNCTION_INFO_V1(bo_archive_get_file_sql);
 #define BENCH_FIELD "path"
 
 /*
- * Raise an error unless the caller is a superuser.
- */
-static void
-bench_require_superuser(const char *what)
-{
-	if (!superuser())
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("must be superuser to %s", what)));
-}
-
-/*
- * Read the options of archive_put_file from a JSON object: compression,
- * level, cipher, digest, chunkSize, keyId, spelled and checked as
- * archive_put spells and checks them.
- */
-static void
-bench_parse_options(Jsonb *json, BoArchiveOptions *o)
-{
-	JsonbIterator *it;
-	JsonbValue	v;
-	JsonbIteratorToken tok;
-	bool		level_given = false;
-
-	bo_archive_options_init(o);
-	if (!JB_ROOT_IS_OBJECT(json))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("options must be a JSON object")));
-	it = JsonbIteratorInit(&json->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-	{
-		char	   *key;
-		JsonbValue	val;
-		char	   *str = NULL;
-
-		if (tok != WJB_KEY)
-			continue;
-		key = pnstrdup(v.val.string.val, v.val.string.len);
-		(void) JsonbIteratorNext(&it, &val, true);
-		if (val.type == jbvString)
-			str = pnstrdup(val.val.string.val, val.val.string.len);
-
-		if (strcmp(key, "level") == 0 || strcmp(key, "chunkSize") == 0)
-		{
-			int64		n;
-
-			if (val.type != jbvNumeric)
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid options.%s: a number is required", key)));
-			n = DatumGetInt64(DirectFunctionCall1(numeric_int8,
-												  NumericGetDatum(val.val.numeric)));
-			if (strcmp(key, "level") == 0)
-			{
-				if (n < -128 || n > 19 || n == 0)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("invalid options.level: %lld", (long long) n),
-							 errdetail("zstd levels are 1 to 19, or -128 to -1 for the fast levels.")));
-				o->compression_level = (int) n;
-				level_given = true;
-			}
-			else
-			{
-				if (n < BO_ARCHIVE_MIN_CHUNK_SIZE || n > BO_ARCHIVE_MAX_CHUNK_SIZE)
-					ereport(ERROR,
-							(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-							 errmsg("invalid options.chunkSize: %lld", (long long) n),
-							 errdetail("The chunk size is %d to %d bytes.",
-									   BO_ARCHIVE_MIN_CHUNK_SIZE, BO_ARCHIVE_MAX_CHUNK_SIZE)));
-				o->chunk_size = (uint32) n;
-			}
-			continue;
-		}
-		if (strcmp(key, "compression") != 0 && strcmp(key, "cipher") != 0 &&
-			strcmp(key, "digest") != 0 && strcmp(key, "keyId") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("unknown option options.%s", key),
-					 errhint("Options are compression, level, cipher, digest, chunkSize and keyId.")));
-		if (str == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid options.%s: a string is required", key)));
-		if (strcmp(key, "compression") == 0)
-		{
-			if (strcmp(str, "none") == 0)
-				o->compression = BO_COMPRESSION_NONE;
-			else if (strcmp(str, "zstd") == 0)
-				o->compression = BO_COMPRESSION_ZSTD;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid options.compression: \"%s\"", str),
-						 errhint("Give \"zstd\" or \"none\".")));
-		}
-		else if (strcmp(key, "cipher") == 0)
-		{
-			if (strcmp(str, "auto") == 0)
-				o->cipher = BO_CIPHER_AUTO;
-			else if (strcmp(str, "none") == 0)
-				o->cipher = BO_CIPHER_NONE;
-			else if (strcmp(str, "aes-256-gcm") == 0)
-				o->cipher = BO_CIPHER_AES256GCM;
-			else if (strcmp(str, "xchacha20-poly1305") == 0)
-				o->cipher = BO_CIPHER_XCHACHA20POLY1305;
-			else
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid options.cipher: \"%s\"", str),
-						 errhint("Give \"auto\", \"aes-256-gcm\", \"xchacha20-poly1305\" or \"none\".")));
-		}
-		else if (strcmp(key, "digest") == 0)
-		{
-			if (!bo_digest_parse(str, &o->digest))
-				ereport(ERROR,
-						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-						 errmsg("invalid options.digest: \"%s\"", str),
-						 errhint("Give \"sha256\", \"sha512\" or \"blake3\".")));
-		}
-		else
-		{
-			bo_kek_id_check(str, "options.keyId");
-			o->kek_id = str;
-		}
-	}
-	if (o->compression == BO_COMPRESSION_NONE && level_given)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("options.level is given without compression")));
-}
-
-/*
- * Hex of len bytes (palloc'd).
- */
-static char *
-bench_hex(const uint8 *data, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	char	   *out = palloc(len * 2 + 1);
-	size_t		i;
-
-	for (i = 0; i < len; i++)
-	{
-		out[2 * i] = digits[data[i] >> 4];
-		out[2 * i + 1] = digits[data[i] & 0x0f];
-	}
-	out[len * 2] = '\0';
-	return out;
-}
-
-/*
- * Append "key": "value" (or null) to a JSON object under construction.
- */
-static void
-bench_json_text(StringInfo s, const char *key, const char *value)
-{
-	if (s->len > 1)
-		appendStringInfoString(s, ", ");
-	escape_json(s, key);
-	appendStringInfoString(s, ": ");
-	if (value == NULL)
-		appendStringInfoString(s, "null");
-	else
-		escape_json(s, value);
-}
-
-/*
- * Append "key": number to a JSON object under construction.
- */
-static void
-bench_json_number(StringInfo s, const char *key, int64 value)
-{
-	if (s->len > 1)
-		appendStringInfoString(s, ", ");
-	escape_json(s, key);
-	appendStringInfo(s, ": " INT64_FORMAT, value);
-}
-
-/*
  * Open the confined server file "path" for reading; it must be a regular
  * file.
  */
@@ -280,12 +99,11 @@ bo_archive_put_file_sql(PG_FUNCTION_ARGS)
 	BoArchiveWriter *w;
 	BoArchiveResult res;
 	BoStorage  *storage;
-	StringInfoData s;
 	char	   *buf;
 	int			fd;
 
-	bench_require_superuser("write archive objects from server files");
-	bench_parse_options(opts, &o);
+	bo_archive_require_superuser("write archive objects from server files");
+	bo_archive_parse_options(opts, &o);
 	path = bo_confine_path(path, BENCH_FIELD);
 	storage = bo_storage_open(dest);
 	fd = bench_open_input(path);
@@ -319,23 +137,7 @@ bo_archive_put_file_sql(PG_FUNCTION_ARGS)
 				 errmsg("could not close file \"%s\": %m", path)));
 	pfree(buf);
 
-	initStringInfo(&s);
-	appendStringInfoChar(&s, '{');
-	bench_json_text(&s, "name", name);
-	bench_json_number(&s, "storedLength", (int64) res.stored_length);
-	bench_json_number(&s, "plaintextLength", (int64) res.plaintext_length);
-	bench_json_number(&s, "chunkCount", (int64) res.chunk_count);
-	bench_json_text(&s, "compression", bo_compression_name(res.compression));
-	bench_json_number(&s, "compressionLevel", res.compression_level);
-	bench_json_text(&s, "cipher", bo_cipher_name(res.cipher));
-	bench_json_text(&s, "digest", bo_digest_name(res.digest));
-	bench_json_text(&s, "storedDigest", bench_hex(res.stored_digest, res.digest_length));
-	bench_json_text(&s, "plaintextDigest", bench_hex(res.plaintext_digest, res.digest_length));
-	bench_json_text(&s, "keyId", res.cipher != BO_CIPHER_NONE ?
-					bench_hex(res.key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
-	bench_json_text(&s, "wrappedBy", res.cipher != BO_CIPHER_NONE ? res.kek_id : NULL);
-	appendStringInfoChar(&s, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(s.data)));
+	PG_RETURN_DATUM(bo_archive_result_jsonb(name, &res));
 }
 
 /*
@@ -389,7 +191,7 @@ bo_archive_get_file_sql(PG_FUNCTION_ARGS)
 	volatile int64 total = 0;
 	int			fd;
 
-	bench_require_superuser("read archive objects into server files");
+	bo_archive_require_superuser("read archive objects into server files");
 	path = bo_confine_path(path, BENCH_FIELD);
 	storage = bo_storage_open(dest);
 	r = bo_archive_reader_open(storage, name, NULL);

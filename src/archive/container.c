@@ -1175,11 +1175,11 @@ json_string_array(List *items)
 }
 
 /*
- * Read options for archive_put from a JSON object: compression, level,
- * cipher, digest, chunkSize, keyId.
+ * Read writer options from a JSON object (archive_put, archive_put_file):
+ * compression, level, cipher, digest, chunkSize, keyId.
  */
-static void
-parse_put_options(Jsonb *json, BoArchiveOptions *o)
+void
+bo_archive_parse_options(Jsonb *json, BoArchiveOptions *o)
 {
 	JsonbIterator *it;
 	JsonbValue	v;
@@ -1295,10 +1295,37 @@ parse_put_options(Jsonb *json, BoArchiveOptions *o)
 }
 
 /*
+ * What the writer reports for object "name", as the jsonb archive_put and
+ * archive_put_file return: sizes, chunk count, digests, key ids.
+ */
+Datum
+bo_archive_result_jsonb(const char *name, const BoArchiveResult *res)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '{');
+	json_add_text(&s, "name", name);
+	json_add_u64(&s, "storedLength", res->stored_length);
+	json_add_u64(&s, "plaintextLength", res->plaintext_length);
+	json_add_u64(&s, "chunkCount", res->chunk_count);
+	json_add_text(&s, "compression", bo_compression_name(res->compression));
+	json_add_raw(&s, "compressionLevel", psprintf("%d", res->compression_level));
+	json_add_text(&s, "cipher", bo_cipher_name(res->cipher));
+	json_add_text(&s, "digest", bo_digest_name(res->digest));
+	json_add_text(&s, "storedDigest", to_hex(res->stored_digest, res->digest_length));
+	json_add_text(&s, "plaintextDigest", to_hex(res->plaintext_digest, res->digest_length));
+	json_add_text(&s, "keyId", res->cipher != BO_CIPHER_NONE ?
+				  to_hex(res->key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
+	json_add_text(&s, "wrappedBy", res->cipher != BO_CIPHER_NONE ? res->kek_id : NULL);
+	return json_finish(&s);
+}
+
+/*
  * Raise an error unless the caller is a superuser.
  */
-static void
-require_superuser(const char *what)
+void
+bo_archive_require_superuser(const char *what)
 {
 	if (!superuser())
 		ereport(ERROR,
@@ -1324,31 +1351,15 @@ bo_archive_put_sql(PG_FUNCTION_ARGS)
 	BoArchiveWriter *w;
 	BoArchiveResult res;
 	BoStorage  *storage;
-	StringInfoData s;
 
-	require_superuser("write archive objects directly");
-	parse_put_options(opts, &o);
+	bo_archive_require_superuser("write archive objects directly");
+	bo_archive_parse_options(opts, &o);
 	storage = bo_storage_open(dest);
 	w = bo_archive_writer_begin(storage, name, &o);
 	bo_archive_write(w, VARDATA_ANY(data), VARSIZE_ANY_EXHDR(data));
 	bo_archive_writer_finish(w, &res);
 
-	initStringInfo(&s);
-	appendStringInfoChar(&s, '{');
-	json_add_text(&s, "name", name);
-	json_add_u64(&s, "storedLength", res.stored_length);
-	json_add_u64(&s, "plaintextLength", res.plaintext_length);
-	json_add_u64(&s, "chunkCount", res.chunk_count);
-	json_add_text(&s, "compression", bo_compression_name(res.compression));
-	json_add_raw(&s, "compressionLevel", psprintf("%d", res.compression_level));
-	json_add_text(&s, "cipher", bo_cipher_name(res.cipher));
-	json_add_text(&s, "digest", bo_digest_name(res.digest));
-	json_add_text(&s, "storedDigest", to_hex(res.stored_digest, res.digest_length));
-	json_add_text(&s, "plaintextDigest", to_hex(res.plaintext_digest, res.digest_length));
-	json_add_text(&s, "keyId", res.cipher != BO_CIPHER_NONE ?
-				  to_hex(res.key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
-	json_add_text(&s, "wrappedBy", res.cipher != BO_CIPHER_NONE ? res.kek_id : NULL);
-	PG_RETURN_DATUM(json_finish(&s));
+	PG_RETURN_DATUM(bo_archive_result_jsonb(name, &res));
 }
 
 /*
@@ -1367,7 +1378,7 @@ bo_archive_get_sql(PG_FUNCTION_ARGS)
 	char		buf[65536];
 	size_t		n;
 
-	require_superuser("read archive objects directly");
+	bo_archive_require_superuser("read archive objects directly");
 	storage = bo_storage_open(dest);
 	r = bo_archive_reader_open(storage, name, NULL);
 	initStringInfo(&s);
