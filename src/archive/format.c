@@ -258,66 +258,21 @@ bo_format_writer_begin(BoFormatWriter *w, const char *object_id, size_t oidlen)
 BoFormatWriteResult
 bo_format_writer_chunk(BoFormatWriter *w, const void *plain, uint32 len, bool final)
 {
-	const uint8 *body = (const uint8 *) plain;
-	size_t		body_len = len;
-	uint8		mode = BO_FORMAT_MODE_RAW;
-	uint8		kind = final ? BO_FORMAT_KIND_FINAL : BO_FORMAT_KIND_DATA;
+	size_t		cap = (w->compression == BO_COMPRESSION_ZSTD && len > 0) ? ZSTD_compressBound(len) : 0;
+	uint8	   *cbuf = cap > 0 ? buffer_reserve(w->ops, w->arg, &w->cbuf, cap) : NULL;
+	uint8	   *sealed = w->cipher != BO_CIPHER_NONE ?
+		buffer_reserve(w->ops, w->arg, &w->sealed, (size_t) len + BO_FORMAT_AEAD_TAG_LENGTH) : NULL;
+	uint8		fh[BO_FORMAT_FRAME_HEADER_LENGTH];
 	const uint8 *payload;
 	size_t		payload_len;
-	uint8		fh[BO_FORMAT_FRAME_HEADER_LENGTH];
-	uint8		fd[BO_DIGEST_MAX_LENGTH];
+	BoFormatWriteResult rc;
 
-	if (w->compression == BO_COMPRESSION_ZSTD && len > 0)
-	{
-		size_t		cap = ZSTD_compressBound(len);
-		uint8	   *cbuf = buffer_reserve(w->ops, w->arg, &w->cbuf, cap);
-		size_t		ret = ZSTD_compress2(w->cctx, cbuf, cap, plain, len);
-
-		if (ZSTD_isError(ret))
-		{
-			w->zstd_error = ZSTD_getErrorName(ret);
-			return BO_FORMAT_WRITE_ZSTD_ERROR;
-		}
-		if (ret < len)
-		{
-			body = cbuf;
-			body_len = ret;
-			mode = BO_FORMAT_MODE_ZSTD;
-		}
-	}
-
-	if (w->cipher != BO_CIPHER_NONE)
-	{
-		uint8		ad[BO_FORMAT_AD_MAX_LENGTH];
-		size_t		adlen = frame_ad(ad, w->H, w->index, kind, mode, len);
-		uint8	   *c = buffer_reserve(w->ops, w->arg, &w->sealed,
-									   body_len + BO_FORMAT_AEAD_TAG_LENGTH);
-
-		if (!bo_format_aead_seal(w->cipher, w->data_key, w->nonce_prefix, w->index, ad, adlen,
-								 body, body_len, c))
-			return BO_FORMAT_WRITE_SEAL_ERROR;
-		payload = c;
-		payload_len = body_len + BO_FORMAT_AEAD_TAG_LENGTH;
-	}
-	else
-	{
-		payload = body;
-		payload_len = body_len;
-	}
-
-	bo_put_u32(fh, (uint32) payload_len);
-	bo_put_u32(fh + 4, len);
-	fh[8] = kind;
-	fh[9] = mode;
-	bo_format_frame_digest(w->digest, w->H, w->index, fh, payload, payload_len, fd);
-
-	writer_emit(w, fh, BO_FORMAT_FRAME_HEADER_LENGTH);
-	writer_emit(w, payload, payload_len);
-	writer_emit(w, fd, w->dlen);
-	bo_digest_update(w->plain_digest, plain, len);
-
-	w->plaintext_length += len;
-	w->index++;
+	/* the same two halves the parallel pipeline runs, here back to back */
+	rc = bo_format_frame_encode(w, w->cctx, w->index, plain, len, final, cbuf, cap, sealed,
+								fh, &payload, &payload_len, &w->zstd_error);
+	if (rc != BO_FORMAT_WRITE_OK)
+		return rc;
+	bo_format_writer_frame(w, fh, payload, payload_len, plain, len);
 	return BO_FORMAT_WRITE_OK;
 }
 
@@ -331,8 +286,8 @@ bo_format_writer_chunk(BoFormatWriter *w, const void *plain, uint32 len, bool fi
  * that are constant after bo_format_writer_begin, calls no callback and
  * touches no digest, so threads may run it at once on different chunks.
  * On success fh holds the frame header and *payload (inside plain, cbuf or
- * sealed) the payload; bo_format_writer_frame writes them.  The bytes are
- * those bo_format_writer_chunk writes for the same chunk.
+ * sealed) the payload; bo_format_writer_frame writes them.
+ * bo_format_writer_chunk, the serial path, is these two halves back to back.
  */
 BoFormatWriteResult
 bo_format_frame_encode(const BoFormatWriter *w, ZSTD_CCtx *cctx, uint64 index,
