@@ -21,7 +21,12 @@ OBJS = \
 	src/archive/format.o \
 	src/archive/container.o \
 	src/archive/keys.o \
-	src/archive/bench.o
+	src/archive/bench.o \
+	src/backup/encode.o \
+	src/backup/manifest.o \
+	src/backup/job.o \
+	src/backup/snapshot.o \
+	src/backup/verify.o
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
@@ -32,7 +37,7 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 # libsodium (AEAD, key wrapping, Argon2id) and zstd, from Debian's -dev packages
-SHLIB_LINK += -lsodium -lzstd -lpthread
+SHLIB_LINK += -lsodium -lzstd -lxxhash -lpthread
 
 # BLAKE3 from the official C sources in Debian's librust-blake3-dev, built
 # into a static archive linked through SHLIB_LINK (not OBJS: PGXS would try

@@ -27,6 +27,9 @@
 #include "utils/guc.h"
 #include "utils/uuid.h"
 #include "utils/varlena.h"
+#include "storage/ipc.h"
+
+#include "backup/backup.h"
 
 #include "backup_offline.h"
 
@@ -41,10 +44,32 @@ char	   *bo_organization_id = NULL;
 char	   *bo_user_id = NULL;
 char	   *bo_default_key_id = NULL;
 int			bo_compression_workers = 0;
+int			bo_max_backup_jobs = 4;
+int			bo_part_size = 1024;
+int			bo_suspend_after_failures = 3;
 
 bool		bo_preloaded = false;
 
 void		_PG_init(void);
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+bo_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	bo_job_shmem_request();
+}
+
+static void
+bo_shmem_startup(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	bo_job_shmem_startup();
+}
 
 static bool check_allowed_paths(char **newval, void **extra, GucSource source);
 static bool check_uuid_setting(char **newval, void **extra, GucSource source);
@@ -145,7 +170,49 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	if (bo_preloaded)
+		DefineCustomIntVariable("backup_offline.max_backup_jobs",
+								"Backups that may run at once (job worker slots).",
+								"Each running backup uses one background worker of max_worker_processes.",
+								&bo_max_backup_jobs,
+								4,
+								1,
+								64,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.part_size",
+							"Plaintext size after which a table's backup continues in a new object.",
+							NULL,
+							&bo_part_size,
+							1024,
+							1,
+							1024 * 1024,
+							PGC_SUSET,
+							GUC_UNIT_MB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.suspend_after_failures",
+							"Consecutive failed backups after which a configuration is SUSPENDED.",
+							"0 never suspends.",
+							&bo_suspend_after_failures,
+							3,
+							0,
+							1000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("backup_offline");
+
+	if (bo_preloaded)
+	{
+		prev_shmem_request_hook = shmem_request_hook;
+		shmem_request_hook = bo_shmem_request;
+		prev_shmem_startup_hook = shmem_startup_hook;
+		shmem_startup_hook = bo_shmem_startup;
+	}
 }
 
 /*

@@ -26,6 +26,9 @@ extern char *bo_organization_id;
 extern char *bo_user_id;
 extern char *bo_default_key_id;
 extern int	bo_compression_workers;
+extern int	bo_max_backup_jobs;
+extern int	bo_part_size;
+extern int	bo_suspend_after_failures;
 
 /* true when the library was loaded through shared_preload_libraries */
 extern bool bo_preloaded;

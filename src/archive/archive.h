@@ -172,6 +172,7 @@ extern void bo_archive_writer_abort(BoArchiveWriter *writer);
 extern BoArchiveReader *bo_archive_reader_open(BoStorage *storage, const char *name,
 											   const char *object_id);
 extern size_t bo_archive_read(BoArchiveReader *reader, void *buf, size_t len);
+extern void bo_archive_reader_result(BoArchiveReader *reader, BoArchiveResult *out);
 extern void bo_archive_reader_close(BoArchiveReader *reader);
 
 /* names of the algorithms as options and inspect_object spell them */

@@ -1077,6 +1077,29 @@ bo_archive_read(BoArchiveReader *r, void *buf, size_t len)
 }
 
 /*
+ * What a fully read object was: its sizes and digests, as verified.  Only
+ * after bo_archive_read has returned 0.
+ */
+void
+bo_archive_reader_result(BoArchiveReader *r, BoArchiveResult *out)
+{
+	if (!r->core.done)
+		elog(ERROR, "archive object \"%s\" has not been read to its end", r->name);
+	memset(out, 0, sizeof(*out));
+	out->stored_length = r->core.offset;
+	out->plaintext_length = r->core.plaintext_length;
+	out->chunk_count = r->core.index;
+	out->compression = r->core.compression;
+	out->compression_level = r->core.level;
+	out->cipher = r->core.cipher;
+	out->digest = r->core.digest;
+	out->digest_length = r->core.dlen;
+	memcpy(out->stored_digest, r->core.stored_digest_out, r->core.dlen);
+	memcpy(out->plaintext_digest, r->core.plaintext_digest, r->core.dlen);
+	memcpy(out->key_id, r->core.key_id, BO_ARCHIVE_KEY_ID_LENGTH);
+}
+
+/*
  * Free a reader.
  */
 void

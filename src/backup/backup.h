@@ -1,0 +1,169 @@
+/*-------------------------------------------------------------------------
+ *
+ * backup.h
+ *		Backups: job slots in shared memory, the job worker, the snapshot
+ *		engine, row encoding, manifests and verification.
+ *
+ * A backup runs in a dynamic background worker (job.c), started by
+ * run_backup or the scheduler; the worker runs bo_backup_run (snapshot.c),
+ * which scans every table of the scope under one MVCC snapshot, encodes
+ * rows in PostgreSQL's COPY formats (encode.c), streams them through the
+ * archive writer into storage, and writes the manifest (manifest.c) last.
+ *
+ * IDENTIFICATION
+ *		src/backup/backup.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef BACKUP_OFFLINE_BACKUP_H
+#define BACKUP_OFFLINE_BACKUP_H
+
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+#include "utils/uuid.h"
+
+#include "archive/archive.h"
+
+/* ---------------------------------------------------------------------
+ * Job slots (job.c)
+ * ---------------------------------------------------------------------
+ */
+typedef enum BoJobState
+{
+	BO_JOB_FREE = 0,
+	BO_JOB_STARTING,			/* slot taken, worker not yet running */
+	BO_JOB_RUNNING,				/* worker running */
+	BO_JOB_DONE					/* worker finished; result below */
+} BoJobState;
+
+#define BO_JOB_TEXT 64
+#define BO_JOB_ERROR 1024
+
+/* what a job worker shows while it runs (the backup_progress view) */
+typedef struct BoJobProgress
+{
+	char		phase[BO_JOB_TEXT];
+	char		current_table[2 * NAMEDATALEN + 2];
+	int			tables_done;
+	int			tables_total;
+	int64		rows_done;
+	int64		bytes_done;		/* heap bytes scanned */
+	int64		bytes_total;	/* heap bytes of the scope's tables */
+	int64		stored_bytes;	/* bytes written to storage */
+} BoJobProgress;
+
+typedef struct BoJobSlot
+{
+	BoJobState	state;
+	uint64		generation;		/* changes each time the slot is taken */
+	int			worker_pid;
+	int			requester_procno;	/* waiting backend's pgprocno, or -1 */
+	Oid			database;
+	Oid			run_as;			/* the extension owner */
+	pg_uuid_t	configuration_id;
+	pg_uuid_t	organization_id;
+	char		requested_type[16];	/* FULL, INCREMENTAL, DIFFERENTIAL, "" */
+	char		trigger[16];	/* MANUAL, SCHEDULE */
+	char		requested_by[NAMEDATALEN];
+	char		requested_by_user[40];	/* uuid text or "" */
+	/* set by the worker */
+	bool		have_snapshot;
+	pg_uuid_t	snapshot_id;
+	char		snapshot_number[32];
+	char		backup_type[16];
+	TimestampTz started_at;
+	bool		cancel_requested;
+	char		cancel_reason[BO_JOB_TEXT];
+	BoJobProgress progress;
+	/* result, when DONE */
+	char		result_status[16];	/* COMPLETED, FAILED, CANCELLED */
+	int			result_sqlstate;
+	char		result_message[BO_JOB_ERROR];
+} BoJobSlot;
+
+extern void bo_job_shmem_request(void);
+extern void bo_job_shmem_startup(void);
+extern bool bo_job_available(void);
+extern int	bo_job_start(Oid database, Oid run_as, const char *configuration_id,
+						 const pg_uuid_t *organization, const char *requested_type,
+						 const char *trigger, const char *requested_by,
+						 const char *requested_by_user, int requester_procno);
+
+/* inside a job worker */
+extern BoJobSlot *bo_job_my_slot(void);
+extern void bo_job_publish_snapshot(const pg_uuid_t *id, const char *number,
+									const char *backup_type);
+extern void bo_job_report(const BoJobProgress *progress);
+extern void bo_job_check_cancel(void);
+extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
+
+/* ---------------------------------------------------------------------
+ * The snapshot engine (snapshot.c)
+ * ---------------------------------------------------------------------
+ */
+extern void bo_backup_run(BoJobSlot *slot);
+extern int	bo_backup_recover(void);
+extern char *bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id);
+
+/* ---------------------------------------------------------------------
+ * Row encoding in COPY formats (encode.c)
+ * ---------------------------------------------------------------------
+ */
+typedef enum BoRowFormat
+{
+	BO_ROW_BINARY,				/* COPY (FORMAT binary) */
+	BO_ROW_TEXT					/* COPY (FORMAT text), the default options */
+} BoRowFormat;
+
+typedef struct BoRowEncoder
+{
+	TupleDesc	tupdesc;
+	BoRowFormat format;
+	int			ncolumns;		/* encoded columns */
+	AttrNumber *attnums;		/* their attribute numbers (1-based) */
+	FmgrInfo   *functions;		/* send (binary) or output (text) */
+	StringInfoData row;			/* the last encoded row */
+	MemoryContext rowcxt;		/* reset per row */
+} BoRowEncoder;
+
+/* an order-independent digest of a multiset of rows: count and sum */
+typedef struct BoRowsDigest
+{
+	uint64		count;
+	uint64		hi;				/* sum of XXH3-128 of each row, mod 2^128 */
+	uint64		lo;
+} BoRowsDigest;
+
+extern BoRowFormat bo_row_format_for(TupleDesc tupdesc);
+extern const char *bo_row_format_name(BoRowFormat format);
+extern bool bo_row_format_parse(const char *name, BoRowFormat *format);
+extern void bo_row_encoder_init(BoRowEncoder *enc, TupleDesc tupdesc, BoRowFormat format,
+								const List *only_columns);
+extern void bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls);
+extern void bo_row_stream_header(BoRowFormat format, StringInfo out);
+extern void bo_row_stream_trailer(BoRowFormat format, StringInfo out);
+extern List *bo_row_encoder_column_names(BoRowEncoder *enc);
+extern void bo_rows_digest_add(BoRowsDigest *d, const char *data, size_t len);
+extern char *bo_rows_digest_hex(const BoRowsDigest *d);
+
+/* ---------------------------------------------------------------------
+ * Manifests (manifest.c)
+ * ---------------------------------------------------------------------
+ */
+#define BO_MANIFEST_NAME "backup_manifest"
+#define BO_MANIFEST_VERSION 1
+
+extern char *bo_manifest_finish(StringInfo body);
+extern Jsonb *bo_manifest_parse(const char *text, size_t len, const char *what);
+extern char *bo_manifest_read(BoStorage *storage, const char *name, size_t *len);
+
+/* ---------------------------------------------------------------------
+ * Materialisation and verification (verify.c)
+ * ---------------------------------------------------------------------
+ */
+extern void bo_set_job_gucs(void);
+
+#endif							/* BACKUP_OFFLINE_BACKUP_H */

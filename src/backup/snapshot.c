@@ -1,0 +1,1393 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot.c
+ *		The snapshot engine: one backup of a configuration's scope, run by
+ *		a job worker.
+ *
+ * Steps, each in its own transaction so that the snapshot row's status is
+ * durable at every point:
+ *
+ *	1. Fail snapshots left PENDING or IN_PROGRESS by a crash (recovery),
+ *	   read the configuration, choose the backup type and parent, insert
+ *	   the snapshot row PENDING.
+ *	2. Wait (bounded) for the transactions that are writing now to finish,
+ *	   having noted the WAL insert position first: the change threshold
+ *	   (see README "Backups").  Status IN_PROGRESS.
+ *	3. One REPEATABLE READ, read-only transaction: lock the scope's tables
+ *	   (ACCESS SHARE, so no TRUNCATE or DDL runs under the scan), then take
+ *	   the snapshot, so every table is read as of one instant; record the
+ *	   consistency point; scan each table page by page and stream its rows
+ *	   (COPY formats, encode.c) through the archive writer into storage,
+ *	   one object per part; write the manifest last.  The manifest in
+ *	   storage is the commit point.
+ *	4. Status COMPLETED with the manifest, metrics and checksum.
+ *
+ * On any error (including a cancel or maxDuration) the transaction aborts
+ * (the storage layer removes temporary objects), and a new transaction
+ * marks the snapshot FAILED or CANCELLED and deletes the objects it had
+ * committed, manifest first.  A crash instead leaves the row PENDING or
+ * IN_PROGRESS; bo_backup_recover (run before every job, and at start-up
+ * by the scheduler) fails such rows whose job is gone and deletes their
+ * objects the same way.
+ *
+ * Objects: <root>/backup_offline/<configuration id>/<snapshot id>/
+ *		t<NNNN>.rows.<PPPP>   rows of table NNNN (manifest order), part PPPP
+ *		backup_manifest       the manifest (manifest.c)
+ * each an archive object (with its ".key.<kek>" wraps when encrypted).
+ *
+ * IDENTIFICATION
+ *		src/backup/snapshot.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/bufmgr.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+#include "utils/typcache.h"
+#include "utils/uuid.h"
+
+#include "backup_offline.h"
+#include "backup/backup.h"
+#include "storage/storage.h"
+
+/* rows are handed to the archive writer in pieces of about this size */
+#define WRITE_BUFFER_SIZE (256 * 1024)
+/* progress and cancel checks every this many heap blocks */
+#define REPORT_EVERY_BLOCKS 64
+
+/* a filter of the scope on one column: equal to one of values, or in a range */
+typedef struct BoColumnFilter
+{
+	AttrNumber	attnum;
+	Oid			collation;
+	FmgrInfo	eq;				/* equality (value lists) */
+	FmgrInfo	cmp;			/* btree comparison (date range) */
+	int			nvalues;
+	Datum	   *values;
+	bool		has_from;
+	Datum		from;			/* inclusive */
+	bool		has_to;
+	Datum		to;				/* exclusive */
+} BoColumnFilter;
+
+/* one table of the scope, and what backing it up produced */
+typedef struct BoScopeTable
+{
+	Oid			relid;
+	int			ordinal;		/* 1-based, manifest order */
+	char	   *schema;
+	char	   *name;
+	char	   *entity_types;	/* JSON array text */
+	char	   *columns[4];		/* client, caregiver, branch, date filter columns */
+	bool		phi;
+	bool		pii;
+	bool		financial;
+	char	   *definition;		/* table_definition() JSON text */
+	/* results */
+	BoRowFormat format;
+	List	   *copy_columns;
+	BlockNumber nblocks;
+	uint64		rows;
+	uint64		plaintext_bytes;
+	uint64		stored_bytes;
+	BoRowsDigest digest;
+	StringInfoData objects;		/* JSON array members */
+	int			nobjects;
+} BoScopeTable;
+
+/* the whole job */
+typedef struct BoBackupJob
+{
+	BoJobSlot  *slot;
+	MemoryContext cxt;
+	char	   *configuration_id;
+	char	   *configuration_name;
+	char	   *organization_id;
+	char	   *configuration_json;	/* configuration_to_json() text */
+	char	   *scope_json;
+	char	   *storage_json;
+	bool		encrypted;
+	bool		compressed;
+	char	   *checksum_algorithm;
+	int			max_duration_minutes;	/* 0: none */
+	/* the snapshot */
+	char	   *snapshot_id;
+	char	   *snapshot_number;
+	char	   *backup_type;
+	char	   *requested_type;
+	char	   *parent_id;		/* NULL for FULL */
+	char	   *base_id;
+	char	   *prefix;			/* object name prefix, ends in '/' */
+	TimestampTz started_at;
+	TimestampTz snapshot_time;
+	XLogRecPtr	change_lsn;		/* InvalidXLogRecPtr: writers did not finish */
+	XLogRecPtr	snapshot_lsn;
+	TransactionId xmin;
+	TransactionId xmax;
+	List	   *tables;			/* BoScopeTable * */
+	BoArchiveOptions options;
+	char	   *kek_id;
+	BoJobProgress progress;
+	/* the manifest */
+	char	   *manifest;
+	char	   *manifest_checksum;
+	uint64		manifest_stored;
+} BoBackupJob;
+
+static void run_in_transaction(void (*fn) (BoBackupJob *), BoBackupJob *job);
+static void resolve_scope(BoBackupJob *job);
+
+/* ---------------------------------------------------------------------
+ * Small helpers
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Pin the settings that make text output exact and the same on every run
+ * (encode.c), in job workers and wherever rows are decoded again.
+ */
+void
+bo_set_job_gucs(void)
+{
+	SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("TimeZone", "UTC", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("lc_monetary", "C", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+}
+
+/* "<root>/backup_offline/<configuration>/<snapshot>/" as object names go */
+char *
+bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id)
+{
+	return psprintf("backup_offline/%s/%s/", configuration_id, snapshot_id);
+}
+
+static char *
+hex_string(const uint8 *data, int len)
+{
+	char	   *out = palloc(len * 2 + 1);
+
+	hex_encode((const char *) data, len, out);
+	out[len * 2] = '\0';
+	return out;
+}
+
+static char *
+lsn_string(XLogRecPtr lsn)
+{
+	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
+}
+
+static void
+json_key(StringInfo s, bool *first, const char *key)
+{
+	if (!*first)
+		appendStringInfoString(s, ", ");
+	*first = false;
+	escape_json(s, key);
+	appendStringInfoString(s, ": ");
+}
+
+static void
+json_str(StringInfo s, bool *first, const char *key, const char *value)
+{
+	json_key(s, first, key);
+	if (value == NULL)
+		appendStringInfoString(s, "null");
+	else
+		escape_json(s, value);
+}
+
+static void
+json_u64(StringInfo s, bool *first, const char *key, uint64 value)
+{
+	json_key(s, first, key);
+	appendStringInfo(s, UINT64_FORMAT, value);
+}
+
+static void
+json_raw(StringInfo s, bool *first, const char *key, const char *raw)
+{
+	json_key(s, first, key);
+	appendStringInfoString(s, raw ? raw : "null");
+}
+
+/* run one SPI statement with text parameters (NULL = SQL NULL) */
+static int
+spi_exec(const char *sql, int nargs, const char **args, bool read_only, long limit)
+{
+	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
+	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
+	char	   *nulls = palloc(Max(nargs, 1) + 1);
+	int			i;
+	int			rc;
+
+	for (i = 0; i < nargs; i++)
+	{
+		types[i] = TEXTOID;
+		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
+		nulls[i] = args[i] ? ' ' : 'n';
+	}
+	nulls[nargs] = '\0';
+	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, limit);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
+/* column i (1-based) of SPI result row r as text in the job's context, or NULL */
+static char *
+spi_text(BoBackupJob *job, uint64 r, int i)
+{
+	char	   *v = SPI_getvalue(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i);
+
+	return v ? MemoryContextStrdup(job->cxt, v) : NULL;
+}
+
+static bool
+spi_bool(uint64 r, int i)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, i, &isnull);
+
+	return !isnull && DatumGetBool(d);
+}
+
+static void
+report(BoBackupJob *job)
+{
+	bo_job_report(&job->progress);
+}
+
+static void
+set_phase(BoBackupJob *job, const char *phase)
+{
+	strlcpy(job->progress.phase, phase, sizeof(job->progress.phase));
+	report(job);
+}
+
+/*
+ * Cancel checks, plus maxDuration: a backup that runs longer than its
+ * configuration allows is cancelled.
+ */
+static void
+check_cancel(BoBackupJob *job)
+{
+	bo_job_check_cancel();
+	if (job->max_duration_minutes > 0 &&
+		TimestampDifferenceExceeds(job->started_at, GetCurrentTimestamp(),
+								   job->max_duration_minutes * 60 * 1000))
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("backup cancelled: it ran longer than schedule.maxDuration (%d minutes)",
+						job->max_duration_minutes)));
+}
+
+/* ---------------------------------------------------------------------
+ * Recovery
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Delete every object of a snapshot, its manifest first, so that a
+ * half-deleted snapshot is never mistaken for a committed one.  Returns
+ * the number of objects deleted.
+ */
+static int
+delete_snapshot_objects(const char *storage_json, const char *prefix)
+{
+	BoStorage  *storage;
+	List	   *entries;
+	ListCell   *lc;
+	char	   *manifest = psprintf("%s%s", prefix, BO_MANIFEST_NAME);
+	int			n = 0;
+
+	storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(storage_json))));
+	entries = bo_storage_list(storage, prefix);
+	foreach(lc, entries)
+	{
+		BoStorageEntry *e = lfirst(lc);
+
+		if (strncmp(e->name, manifest, strlen(manifest)) == 0)
+		{
+			bo_storage_delete(storage, e->name);
+			n++;
+		}
+	}
+	foreach(lc, entries)
+	{
+		BoStorageEntry *e = lfirst(lc);
+
+		if (strncmp(e->name, manifest, strlen(manifest)) != 0)
+		{
+			bo_storage_delete(storage, e->name);
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Fail every snapshot left PENDING or IN_PROGRESS whose job is not
+ * running (a crash, a restart, a worker that died) and delete its objects.
+ * Runs in the caller's transaction, with SPI connected.  Returns how many
+ * snapshots it failed.
+ */
+int
+bo_backup_recover(void)
+{
+	volatile int failed = 0;
+	volatile uint64 i;
+	SPITupleTable *volatile rows;
+	volatile uint64 nrows;
+
+	spi_exec("SELECT s.id::text, s.snapshot_number, s.storage_location->'destination', "
+			 "       s.storage_location->>'prefix' "
+			 "  FROM backup_offline.backup_snapshot s "
+			 " WHERE s.status IN ('PENDING', 'IN_PROGRESS') "
+			 "   FOR UPDATE SKIP LOCKED", 0, NULL, false, 0);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (i = 0; i < nrows; i++)
+	{
+		char	   *id = SPI_getvalue(rows->vals[i], rows->tupdesc, 1);
+		char	   *number = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
+		char	   *storage = SPI_getvalue(rows->vals[i], rows->tupdesc, 3);
+		char	   *prefix = SPI_getvalue(rows->vals[i], rows->tupdesc, 4);
+		pg_uuid_t  *uuid = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(id)));
+		char	   *removal = NULL;
+		const char *args[2];
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		if (bo_job_snapshot_running(uuid))
+			continue;
+
+		/* storage trouble must not keep the row IN_PROGRESS forever */
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			int			n = delete_snapshot_objects(storage, prefix);
+
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			removal = psprintf("%d objects removed", n);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			removal = psprintf("its objects could not be removed: %s", edata->message);
+		}
+		PG_END_TRY();
+
+		args[0] = id;
+		args[1] = psprintf("the job was interrupted (server restart, crash or worker exit); %s", removal);
+		spi_exec("UPDATE backup_offline.backup_snapshot "
+				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
+				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
+				 " WHERE id = $1::uuid", 2, args, false, 0);
+		ereport(LOG,
+				(errmsg("backup_offline: snapshot %s failed: %s", number, args[1])));
+		failed++;
+	}
+	return failed;
+}
+
+/* ---------------------------------------------------------------------
+ * Step 1: the snapshot row
+ * ---------------------------------------------------------------------
+ */
+static void
+create_snapshot(BoBackupJob *job)
+{
+	const char *args[9];
+	char	   *status;
+	char	   *deleted;
+	char	   *config_type;
+	int			rc;
+
+	bo_backup_recover();
+
+	args[0] = job->configuration_id;
+	rc = spi_exec("SELECT c.name, c.status::text, (c.deleted_at IS NOT NULL)::text, c.config_type::text, "
+				  "       c.organization_id::text, backup_offline.configuration_to_json(c)::text, "
+				  "       c.scope::text, c.storage_destination::text, c.encryption_enabled, "
+				  "       c.compression_enabled, c.checksum_algorithm::text, "
+				  "       coalesce((c.schedule->>'maxDuration')::int, 0) "
+				  "  FROM backup_offline.backup_configuration c WHERE c.id = $1::uuid FOR UPDATE",
+				  1, args, false, 1);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "could not read the configuration");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("backup configuration %s does not exist", job->configuration_id)));
+	job->configuration_name = spi_text(job, 0, 1);
+	status = spi_text(job, 0, 2);
+	deleted = spi_text(job, 0, 3);
+	config_type = spi_text(job, 0, 4);
+	job->organization_id = spi_text(job, 0, 5);
+	job->configuration_json = spi_text(job, 0, 6);
+	job->scope_json = spi_text(job, 0, 7);
+	job->storage_json = spi_text(job, 0, 8);
+	job->encrypted = spi_bool(0, 9);
+	job->compressed = spi_bool(0, 10);
+	job->checksum_algorithm = spi_text(job, 0, 11);
+	job->max_duration_minutes = atoi(spi_text(job, 0, 12));
+	if (strcmp(deleted, "true") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("backup configuration \"%s\" is deleted", job->configuration_name)));
+	if (strcmp(status, "ACTIVE") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("backup configuration \"%s\" is %s", job->configuration_name, status),
+				 errhint("Only ACTIVE configurations run.")));
+
+	/* the type, and its parent */
+	job->requested_type = MemoryContextStrdup(job->cxt,
+											  job->slot->requested_type[0] ? job->slot->requested_type :
+											  strcmp(config_type, "CONTINUOUS") == 0 ? "FULL" : config_type);
+	job->backup_type = job->requested_type;
+	job->parent_id = NULL;
+	if (strcmp(job->requested_type, "FULL") != 0)
+	{
+		/*
+		 * INCREMENTAL: the newest restorable snapshot of any type;
+		 * DIFFERENTIAL: the newest restorable FULL.  Restorable: COMPLETED,
+		 * with its whole chain COMPLETED.
+		 */
+		args[1] = job->requested_type;
+		spi_exec("SELECT s.id::text, s.base_snapshot_id::text FROM backup_offline.backup_snapshot s "
+				 " WHERE s.configuration_id = $1::uuid AND s.status = 'COMPLETED' "
+				 "   AND ($2 = 'INCREMENTAL' OR s.backup_type = 'FULL') "
+				 "   AND NOT EXISTS (SELECT 1 FROM backup_offline.snapshot_chain(s.id) c "
+				 "                    WHERE c.status <> 'COMPLETED') "
+				 " ORDER BY s.completed_at DESC LIMIT 1", 2, args, false, 1);
+		if (SPI_processed == 0)
+		{
+			ereport(NOTICE,
+					(errmsg("no restorable FULL backup of \"%s\" exists: %s changed to FULL",
+							job->configuration_name, job->requested_type)));
+			job->backup_type = "FULL";
+		}
+		else
+		{
+			job->parent_id = spi_text(job, 0, 1);
+			job->base_id = spi_text(job, 0, 2);
+		}
+	}
+
+	args[0] = job->configuration_id;
+	args[1] = job->organization_id;
+	args[2] = job->backup_type;
+	args[3] = job->requested_type;
+	args[4] = job->slot->trigger;
+	args[5] = job->parent_id;
+	args[6] = job->base_id;
+	args[7] = job->slot->requested_by;
+	args[8] = job->slot->requested_by_user[0] ? job->slot->requested_by_user : NULL;
+	rc = spi_exec("WITH n AS (SELECT gen_random_uuid() AS id) "
+				  "INSERT INTO backup_offline.backup_snapshot "
+				  "  (id, organization_id, configuration_id, backup_type, requested_type, trigger, "
+				  "   parent_snapshot_id, base_snapshot_id, requested_by, requested_by_user, "
+				  "   storage_location, checksum_algorithm, encrypted, compressed, worker_pid) "
+				  "SELECT n.id, $2::uuid, $1::uuid, $3::backup_offline.backup_type, "
+				  "       $4::backup_offline.backup_type, $5, $6::uuid, coalesce($7::uuid, n.id), $8::name, $9::uuid, "
+				  "       jsonb_build_object('type', c.storage_destination->>'type', "
+				  "                          'destination', c.storage_destination, "
+				  "                          'prefix', 'backup_offline/' || $1 || '/' || n.id || '/', "
+				  "                          'manifest', 'backup_offline/' || $1 || '/' || n.id || '/backup_manifest'), "
+				  "       c.checksum_algorithm, c.encryption_enabled, c.compression_enabled, pg_backend_pid() "
+				  "  FROM n, backup_offline.backup_configuration c WHERE c.id = $1::uuid "
+				  "RETURNING id::text, snapshot_number, base_snapshot_id::text",
+				  9, args, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+		elog(ERROR, "could not create the snapshot row");
+	job->snapshot_id = spi_text(job, 0, 1);
+	job->snapshot_number = spi_text(job, 0, 2);
+	job->base_id = spi_text(job, 0, 3);
+	job->prefix = MemoryContextStrdup(job->cxt, bo_snapshot_prefix(job->configuration_id, job->snapshot_id));
+}
+
+/* ---------------------------------------------------------------------
+ * Step 2: wait for the writers of the moment
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Every heap page changed after the backup's snapshot carries an LSN above
+ * the WAL position noted here, once every transaction that was writing at
+ * that moment has finished: those are the only ones whose earlier changes
+ * could become visible later without touching their pages again.  Wait
+ * for them, up to a bound; when they do not finish in time the threshold
+ * is not recorded, and the next INCREMENTAL reads every page of the
+ * tables instead of only the changed ones.
+ */
+static void
+wait_for_writers(BoBackupJob *job)
+{
+	Snapshot	snap;
+	TransactionId *xids;
+	int			nxids;
+	int			i;
+	TimestampTz deadline;
+
+	set_phase(job, "waiting for writers");
+	job->change_lsn = GetXLogInsertRecPtr();
+	snap = GetLatestSnapshot();
+	nxids = snap->xcnt;
+	xids = palloc(sizeof(TransactionId) * Max(nxids, 1));
+	memcpy(xids, snap->xip, sizeof(TransactionId) * nxids);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60 * 1000);
+
+	for (i = 0; i < nxids; i++)
+	{
+		while (TransactionIdIsInProgress(xids[i]))
+		{
+			if (GetCurrentTimestamp() > deadline)
+			{
+				ereport(LOG,
+						(errmsg("backup_offline: snapshot %s: transaction %u is still writing after 60 s; "
+								"the next incremental backup will read every page",
+								job->snapshot_number, xids[i])));
+				job->change_lsn = InvalidXLogRecPtr;
+				return;
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			check_cancel(job);
+		}
+	}
+}
+
+static void
+start_scan(BoBackupJob *job)
+{
+	const char *args[1] = {job->snapshot_id};
+
+	resolve_scope(job);
+	wait_for_writers(job);
+	spi_exec("UPDATE backup_offline.backup_snapshot SET status = 'IN_PROGRESS', started_at = now() "
+			 " WHERE id = $1::uuid", 1, args, false, 0);
+}
+
+/* ---------------------------------------------------------------------
+ * Step 3: the scan
+ * ---------------------------------------------------------------------
+ */
+
+/* the scope's tables, locked */
+static void
+resolve_scope(BoBackupJob *job)
+{
+	const char *args[1] = {job->configuration_id};
+	uint64		i;
+	MemoryContext old;
+
+	spi_exec("SELECT relid, schema_name, table_name, to_jsonb(entity_types)::text, "
+			 "       client_id_column, caregiver_id_column, branch_id_column, date_column, "
+			 "       contains_phi, contains_pii, contains_financial "
+			 "  FROM backup_offline.backup_scope_tables($1::uuid)", 1, args, true, 0);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the scope of backup configuration \"%s\" selects no table", job->configuration_name),
+				 errhint("Register the entity types of the scope in backup_offline.entity_registry.")));
+	old = MemoryContextSwitchTo(job->cxt);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		BoScopeTable *t = palloc0(sizeof(BoScopeTable));
+		int			c;
+
+		t->relid = (Oid) strtoul(spi_text(job, i, 1), NULL, 10);
+		t->ordinal = (int) i + 1;
+		t->schema = spi_text(job, i, 2);
+		t->name = spi_text(job, i, 3);
+		t->entity_types = spi_text(job, i, 4);
+		for (c = 0; c < 4; c++)
+			t->columns[c] = spi_text(job, i, 5 + c);
+		t->phi = spi_bool(i, 9);
+		t->pii = spi_bool(i, 10);
+		t->financial = spi_bool(i, 11);
+		initStringInfo(&t->objects);
+		job->tables = lappend(job->tables, t);
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Lock the tables (before the snapshot exists), then take it.
+ */
+static void
+lock_tables(BoBackupJob *job)
+{
+	ListCell   *lc;
+
+	foreach(lc, job->tables)
+	{
+		BoScopeTable *t = lfirst(lc);
+
+		LockRelationOid(t->relid, AccessShareLock);
+		if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(t->relid)))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("table %s.%s of the scope was dropped", t->schema, t->name)));
+	}
+}
+
+/* the scope's filters that apply to table t (columns it has) */
+static List *
+table_filters(BoBackupJob *job, BoScopeTable *t, Relation rel)
+{
+	static const char *const keys[3] = {"clientIds", "caregiverIds", "branchIds"};
+	Jsonb	   *scope = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->scope_json)));
+	List	   *filters = NIL;
+	int			k;
+
+	for (k = 0; k < 4; k++)
+	{
+		BoColumnFilter *f;
+		AttrNumber	attnum;
+		Oid			typid;
+		Oid			typinput;
+		Oid			typioparam;
+		TypeCacheEntry *tce;
+		JsonbValue *v;
+
+		if (t->columns[k] == NULL)
+			continue;
+		v = getKeyJsonValueFromContainer(&scope->root, k < 3 ? keys[k] : "dateRange",
+										 strlen(k < 3 ? keys[k] : "dateRange"), NULL);
+		if (v == NULL || v->type != jbvBinary)
+			continue;
+		attnum = get_attnum(t->relid, t->columns[k]);
+		if (attnum == InvalidAttrNumber)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_COLUMN),
+					 errmsg("column \"%s\" of table %s.%s, named in the entity registry, does not exist",
+							t->columns[k], t->schema, t->name)));
+		typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+		getTypeInputInfo(typid, &typinput, &typioparam);
+		tce = lookup_type_cache(typid, TYPECACHE_EQ_OPR_FINFO | TYPECACHE_CMP_PROC_FINFO);
+
+		f = palloc0(sizeof(BoColumnFilter));
+		f->attnum = attnum;
+		f->collation = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attcollation;
+		if (k < 3)
+		{
+			JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+			JsonbValue	e;
+			JsonbIteratorToken tok;
+
+			if (!OidIsValid(tce->eq_opr_finfo.fn_oid))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_FUNCTION),
+						 errmsg("column %s.%s.%s has no equality operator for scope.%s",
+								t->schema, t->name, t->columns[k], keys[k])));
+			f->eq = tce->eq_opr_finfo;
+			f->values = palloc(sizeof(Datum) * JsonContainerSize(v->val.binary.data));
+			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+			{
+				if (tok == WJB_ELEM && e.type == jbvString)
+					f->values[f->nvalues++] =
+						OidInputFunctionCall(typinput, pnstrdup(e.val.string.val, e.val.string.len),
+											 typioparam, TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypmod);
+			}
+		}
+		else
+		{
+			JsonbValue *from = getKeyJsonValueFromContainer(v->val.binary.data, "startDate", 9, NULL);
+			JsonbValue *to = getKeyJsonValueFromContainer(v->val.binary.data, "endDate", 7, NULL);
+
+			if (!OidIsValid(tce->cmp_proc_finfo.fn_oid))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_FUNCTION),
+						 errmsg("column %s.%s.%s has no ordering for scope.dateRange",
+								t->schema, t->name, t->columns[k])));
+			f->cmp = tce->cmp_proc_finfo;
+			if (from != NULL && from->type == jbvString)
+			{
+				f->has_from = true;
+				f->from = OidInputFunctionCall(typinput, pnstrdup(from->val.string.val, from->val.string.len),
+											   typioparam, -1);
+			}
+			if (to != NULL && to->type == jbvString)
+			{
+				/* the end date is inclusive: rows before the next day */
+				DateADT		d = DatumGetDateADT(DirectFunctionCall1(date_in,
+																	CStringGetDatum(pnstrdup(to->val.string.val, to->val.string.len))));
+
+				f->has_to = true;
+				f->to = OidInputFunctionCall(typinput,
+											 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d + 1))),
+											 typioparam, -1);
+			}
+		}
+		filters = lappend(filters, f);
+	}
+	return filters;
+}
+
+static bool
+row_passes(List *filters, Datum *values, bool *nulls)
+{
+	ListCell   *lc;
+
+	foreach(lc, filters)
+	{
+		BoColumnFilter *f = lfirst(lc);
+		Datum		v = values[f->attnum - 1];
+		int			i;
+
+		if (nulls[f->attnum - 1])
+			return false;
+		if (f->nvalues > 0 || OidIsValid(f->eq.fn_oid))
+		{
+			bool		found = false;
+
+			for (i = 0; i < f->nvalues && !found; i++)
+				found = DatumGetBool(FunctionCall2Coll(&f->eq, f->collation, v, f->values[i]));
+			if (!found)
+				return false;
+		}
+		else
+		{
+			if (f->has_from && DatumGetInt32(FunctionCall2Coll(&f->cmp, f->collation, v, f->from)) < 0)
+				return false;
+			if (f->has_to && DatumGetInt32(FunctionCall2Coll(&f->cmp, f->collation, v, f->to)) >= 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* a part (one archive object of a table's rows) being written */
+typedef struct BoPartWriter
+{
+	BoBackupJob *job;
+	BoScopeTable *table;
+	BoStorage  *storage;
+	int			part;
+	BoArchiveWriter *writer;
+	char	   *name;
+	uint64		rows;
+	uint64		plaintext;		/* bytes handed to the writer so far */
+	StringInfoData buf;
+} BoPartWriter;
+
+static void
+part_flush(BoPartWriter *pw)
+{
+	if (pw->buf.len > 0)
+	{
+		bo_archive_write(pw->writer, pw->buf.data, pw->buf.len);
+		pw->plaintext += pw->buf.len;
+		resetStringInfo(&pw->buf);
+	}
+}
+
+static void
+part_begin(BoPartWriter *pw)
+{
+	pw->name = psprintf("%st%04d.rows.%04d", pw->job->prefix, pw->table->ordinal, pw->part);
+	pw->writer = bo_archive_writer_begin(pw->storage, pw->name, &pw->job->options);
+	pw->rows = 0;
+	pw->plaintext = 0;
+	bo_row_stream_header(pw->table->format, &pw->buf);
+}
+
+static void
+part_finish(BoPartWriter *pw)
+{
+	BoArchiveResult res;
+	BoScopeTable *t = pw->table;
+	StringInfo	s = &t->objects;
+	bool		first = true;
+
+	bo_row_stream_trailer(t->format, &pw->buf);
+	part_flush(pw);
+	bo_archive_writer_finish(pw->writer, &res);
+	pw->writer = NULL;
+
+	if (t->nobjects++ > 0)
+		appendStringInfoString(s, ", ");
+	appendStringInfoChar(s, '{');
+	json_str(s, &first, "name", pw->name);
+	json_str(s, &first, "kind", "rows");
+	json_u64(s, &first, "part", pw->part);
+	json_u64(s, &first, "rows", pw->rows);
+	json_u64(s, &first, "plaintextLength", res.plaintext_length);
+	json_str(s, &first, "plaintextDigest", hex_string(res.plaintext_digest, res.digest_length));
+	json_u64(s, &first, "storedLength", res.stored_length);
+	json_str(s, &first, "storedDigest", hex_string(res.stored_digest, res.digest_length));
+	json_str(s, &first, "cipher", bo_cipher_name(res.cipher));
+	json_str(s, &first, "keyId", res.kek_id[0] ? res.kek_id : NULL);
+	appendStringInfoChar(s, '}');
+
+	t->plaintext_bytes += res.plaintext_length;
+	t->stored_bytes += res.stored_length;
+	pw->job->progress.stored_bytes += res.stored_length;
+	if (res.kek_id[0] && pw->job->kek_id == NULL)
+		pw->job->kek_id = MemoryContextStrdup(pw->job->cxt, res.kek_id);
+	pw->part++;
+}
+
+/*
+ * Back up one table: every row visible to the transaction snapshot, page
+ * by page, through the scope's filters, into parts.
+ */
+static void
+backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot snapshot)
+{
+	Relation	rel = table_open(t->relid, AccessShareLock);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	BufferAccessStrategy strategy = GetAccessStrategy(BAS_BULKREAD);
+	BoRowEncoder enc;
+	BoPartWriter pw;
+	List	   *filters;
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+	OffsetNumber *visible = palloc(sizeof(OffsetNumber) * MaxHeapTuplesPerPage);
+	BlockNumber blk;
+	int64		part_limit = (int64) bo_part_size * 1024 * 1024;
+
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s.%s is not a table", t->schema, t->name),
+				 errhint("Register plain tables; partitioned tables are backed up through their partitions.")));
+
+	t->format = bo_row_format_for(tupdesc);
+	bo_row_encoder_init(&enc, tupdesc, t->format, NIL);
+	t->copy_columns = bo_row_encoder_column_names(&enc);
+	filters = table_filters(job, t, rel);
+	t->nblocks = RelationGetNumberOfBlocks(rel);
+
+	memset(&pw, 0, sizeof(pw));
+	pw.job = job;
+	pw.table = t;
+	pw.storage = storage;
+	initStringInfo(&pw.buf);
+	part_begin(&pw);
+
+	for (blk = 0; blk < t->nblocks; blk++)
+	{
+		Buffer		buf;
+		Page		page;
+		OffsetNumber off;
+		OffsetNumber maxoff;
+		int			nvisible = 0;
+		int			i;
+
+		if (blk % REPORT_EVERY_BLOCKS == 0)
+		{
+			check_cancel(job);
+			report(job);
+		}
+
+		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
+		for (off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
+		{
+			ItemId		lp = PageGetItemId(page, off);
+			HeapTupleData tuple;
+
+			if (!ItemIdIsNormal(lp))
+				continue;
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+			tuple.t_len = ItemIdGetLength(lp);
+			tuple.t_tableOid = t->relid;
+			ItemPointerSet(&tuple.t_self, blk, off);
+			if (HeapTupleSatisfiesVisibility(&tuple, snapshot, buf))
+				visible[nvisible++] = off;
+		}
+		/* the pin keeps the visible tuples in place; decode them unlocked */
+		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
+
+		for (i = 0; i < nvisible; i++)
+		{
+			ItemId		lp = PageGetItemId(page, visible[i]);
+			HeapTupleData tuple;
+
+			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+			tuple.t_len = ItemIdGetLength(lp);
+			tuple.t_tableOid = t->relid;
+			ItemPointerSet(&tuple.t_self, blk, visible[i]);
+			heap_deform_tuple(&tuple, tupdesc, values, nulls);
+			if (filters != NIL && !row_passes(filters, values, nulls))
+				continue;
+
+			bo_row_encode(&enc, values, nulls);
+			bo_rows_digest_add(&t->digest, enc.row.data, enc.row.len);
+			appendBinaryStringInfo(&pw.buf, enc.row.data, enc.row.len);
+			pw.rows++;
+			t->rows++;
+			job->progress.rows_done++;
+			if (t->phi || t->pii || t->financial)
+				(void) 0;		/* counted per table below */
+			if (pw.buf.len >= WRITE_BUFFER_SIZE)
+			{
+				part_flush(&pw);
+				if ((int64) pw.plaintext >= part_limit)
+				{
+					part_finish(&pw);
+					part_begin(&pw);
+				}
+			}
+		}
+		ReleaseBuffer(buf);
+		job->progress.bytes_done += BLCKSZ;
+	}
+	part_finish(&pw);
+	FreeAccessStrategy(strategy);
+	table_close(rel, NoLock);
+}
+
+/* the manifest's entry for one table */
+static void
+append_table_entry(StringInfo m, BoScopeTable *t)
+{
+	bool		first = true;
+	ListCell   *lc;
+
+	appendStringInfoString(m, "{");
+	json_u64(m, &first, "ordinal", t->ordinal);
+	json_str(m, &first, "schema", t->schema);
+	json_str(m, &first, "name", t->name);
+	json_raw(m, &first, "entityTypes", t->entity_types);
+	json_raw(m, &first, "definition", t->definition);
+	json_str(m, &first, "format", bo_row_format_name(t->format));
+	json_key(m, &first, "copyColumns");
+	appendStringInfoChar(m, '[');
+	foreach(lc, t->copy_columns)
+	{
+		if (lc != list_head(t->copy_columns))
+			appendStringInfoString(m, ", ");
+		escape_json(m, lfirst(lc));
+	}
+	appendStringInfoChar(m, ']');
+	json_str(m, &first, "change", "whole");
+	json_u64(m, &first, "rowCount", t->rows);
+	json_str(m, &first, "rowsDigest", bo_rows_digest_hex(&t->digest));
+	json_u64(m, &first, "heapBlocks", t->nblocks);
+	json_u64(m, &first, "plaintextBytes", t->plaintext_bytes);
+	json_u64(m, &first, "storedBytes", t->stored_bytes);
+	json_u64(m, &first, "phiRecords", t->phi ? t->rows : 0);
+	json_u64(m, &first, "piiRecords", t->pii ? t->rows : 0);
+	json_u64(m, &first, "financialRecords", t->financial ? t->rows : 0);
+	json_key(m, &first, "objects");
+	appendStringInfo(m, "[%s]", t->objects.data);
+	appendStringInfoChar(m, '}');
+}
+
+/* the manifest, up to (not including) its checksum */
+static void
+build_manifest(BoBackupJob *job, StringInfo m)
+{
+	bool		first = true;
+	ListCell   *lc;
+	uint64		rows = 0,
+				plain = 0,
+				stored = 0,
+				objects = 0,
+				phi = 0,
+				pii = 0,
+				fin = 0;
+	char		sysid[32];
+
+	foreach(lc, job->tables)
+	{
+		BoScopeTable *t = lfirst(lc);
+
+		rows += t->rows;
+		plain += t->plaintext_bytes;
+		stored += t->stored_bytes;
+		objects += t->nobjects;
+		phi += t->phi ? t->rows : 0;
+		pii += t->pii ? t->rows : 0;
+		fin += t->financial ? t->rows : 0;
+	}
+	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
+
+	appendStringInfoString(m, "{");
+	json_u64(m, &first, "manifestVersion", BO_MANIFEST_VERSION);
+	json_str(m, &first, "format", "backup_offline snapshot manifest");
+	json_str(m, &first, "snapshotId", job->snapshot_id);
+	json_str(m, &first, "snapshotNumber", job->snapshot_number);
+	json_str(m, &first, "backupType", job->backup_type);
+	json_str(m, &first, "requestedType", job->requested_type);
+	json_str(m, &first, "parentSnapshotId", job->parent_id);
+	json_str(m, &first, "baseSnapshotId", job->base_id);
+	json_str(m, &first, "configurationId", job->configuration_id);
+	json_str(m, &first, "organizationId", job->organization_id);
+	json_raw(m, &first, "configuration", job->configuration_json);
+	json_str(m, &first, "systemIdentifier", sysid);
+	json_str(m, &first, "database", get_database_name(MyDatabaseId));
+	json_str(m, &first, "serverVersion", GetConfigOption("server_version", false, false));
+	json_u64(m, &first, "serverVersionNum", PG_VERSION_NUM);
+	json_str(m, &first, "serverEncoding", GetDatabaseEncodingName());
+	json_str(m, &first, "startedAt", timestamptz_to_str(job->started_at));
+	json_str(m, &first, "snapshotTime", timestamptz_to_str(job->snapshot_time));
+	json_key(m, &first, "consistency");
+	{
+		bool		f2 = true;
+
+		appendStringInfoChar(m, '{');
+		json_u64(m, &f2, "xmin", job->xmin);
+		json_u64(m, &f2, "xmax", job->xmax);
+		json_str(m, &f2, "lsn", lsn_string(job->snapshot_lsn));
+		json_str(m, &f2, "changeLsn", XLogRecPtrIsInvalid(job->change_lsn) ? NULL : lsn_string(job->change_lsn));
+		appendStringInfoChar(m, '}');
+	}
+	json_str(m, &first, "compression", job->compressed ? "zstd" : "none");
+	json_u64(m, &first, "compressionLevel", job->compressed ? job->options.compression_level : 0);
+	json_str(m, &first, "encryption", job->encrypted ? "aead" : "none");
+	json_str(m, &first, "keyId", job->kek_id);
+	json_str(m, &first, "digestAlgorithm", job->checksum_algorithm);
+	json_str(m, &first, "rowsDigestAlgorithm", "xxh3-128-sum");
+	json_key(m, &first, "totals");
+	{
+		bool		f2 = true;
+
+		appendStringInfoChar(m, '{');
+		json_u64(m, &f2, "tableCount", list_length(job->tables));
+		json_u64(m, &f2, "rowCount", rows);
+		json_u64(m, &f2, "objectCount", objects);
+		json_u64(m, &f2, "plaintextBytes", plain);
+		json_u64(m, &f2, "storedBytes", stored);
+		json_u64(m, &f2, "phiRecords", phi);
+		json_u64(m, &f2, "piiRecords", pii);
+		json_u64(m, &f2, "financialRecords", fin);
+		appendStringInfoChar(m, '}');
+	}
+	json_key(m, &first, "tables");
+	appendStringInfoChar(m, '[');
+	foreach(lc, job->tables)
+	{
+		if (lc != list_head(job->tables))
+			appendStringInfoString(m, ",\n");
+		append_table_entry(m, lfirst(lc));
+	}
+	appendStringInfoChar(m, ']');
+}
+
+static void
+scan_tables(BoBackupJob *job)
+{
+	Snapshot	snapshot;
+	BoStorage  *storage;
+	ListCell   *lc;
+	StringInfoData m;
+	BoArchiveWriter *w;
+	BoArchiveResult res;
+	char	   *manifest_name;
+
+	set_phase(job, "taking snapshot");
+	lock_tables(job);
+	snapshot = GetTransactionSnapshot();
+	job->snapshot_time = GetCurrentTimestamp();
+	job->snapshot_lsn = GetXLogInsertRecPtr();
+	job->xmin = snapshot->xmin;
+	job->xmax = snapshot->xmax;
+	PushActiveSnapshot(snapshot);
+	SPI_connect();
+
+	job->progress.tables_total = list_length(job->tables);
+	foreach(lc, job->tables)
+	{
+		BoScopeTable *t = lfirst(lc);
+		char	   *relid = psprintf("%u", t->relid);
+		const char *args[1] = {relid};
+
+		spi_exec("SELECT backup_offline.table_definition($1::oid::regclass)::text", 1, args, true, 1);
+		t->definition = spi_text(job, 0, 1);
+		{
+			Relation	rel = RelationIdGetRelation(t->relid);
+
+			job->progress.bytes_total += (int64) RelationGetNumberOfBlocks(rel) * BLCKSZ;
+			RelationClose(rel);
+		}
+	}
+
+	storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->storage_json))));
+	set_phase(job, "copying rows");
+	foreach(lc, job->tables)
+	{
+		BoScopeTable *t = lfirst(lc);
+
+		snprintf(job->progress.current_table, sizeof(job->progress.current_table), "%s.%s",
+				 t->schema, t->name);
+		report(job);
+		backup_table(job, t, storage, snapshot);
+		job->progress.tables_done++;
+	}
+	job->progress.current_table[0] = '\0';
+
+	set_phase(job, "writing manifest");
+	initStringInfo(&m);
+	build_manifest(job, &m);
+	job->manifest = MemoryContextStrdup(job->cxt, bo_manifest_finish(&m));
+	manifest_name = psprintf("%s%s", job->prefix, BO_MANIFEST_NAME);
+	w = bo_archive_writer_begin(storage, manifest_name, &job->options);
+	bo_archive_write(w, job->manifest, strlen(job->manifest));
+	bo_archive_writer_finish(w, &res);
+	job->manifest_checksum = MemoryContextStrdup(job->cxt, hex_string(res.stored_digest, res.digest_length));
+	job->manifest_stored = res.stored_length;
+	job->progress.stored_bytes += res.stored_length;
+	report(job);
+
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/* ---------------------------------------------------------------------
+ * Step 4 and failure
+ * ---------------------------------------------------------------------
+ */
+static void
+complete_snapshot(BoBackupJob *job)
+{
+	const char *args[9];
+	int64		ms = (GetCurrentTimestamp() - job->started_at) / 1000;
+
+	args[0] = job->snapshot_id;
+	args[1] = job->manifest;
+	args[2] = job->manifest_checksum;
+	args[3] = job->kek_id;
+	args[4] = timestamptz_to_str(job->snapshot_time);
+	args[5] = psprintf("{\"xmin\": %u, \"xmax\": %u, \"lsn\": \"%s\", \"changeLsn\": %s}",
+					   job->xmin, job->xmax, lsn_string(job->snapshot_lsn),
+					   XLogRecPtrIsInvalid(job->change_lsn) ? "null" :
+					   psprintf("\"%s\"", lsn_string(job->change_lsn)));
+	args[6] = psprintf(INT64_FORMAT, ms);
+	args[7] = psprintf(UINT64_FORMAT, job->manifest_stored);
+	args[8] = job->configuration_id;
+	spi_exec("WITH m AS (SELECT $2::jsonb AS j) "
+			 "UPDATE backup_offline.backup_snapshot s "
+			 "   SET status = 'COMPLETED', manifest = m.j, checksum = $3, key_id = $4, "
+			 "       snapshot_time = $5::timestamptz, consistency = $6::jsonb, completed_at = now(), "
+			 "       data_metrics = (m.j->'totals') || jsonb_build_object("
+			 "           'durationMs', $7::bigint, 'manifestBytes', $8::bigint, "
+			 "           'storedBytes', (m.j->'totals'->>'storedBytes')::bigint + $8::bigint) "
+			 "  FROM m WHERE s.id = $1::uuid", 8, args, false, 0);
+	spi_exec("UPDATE backup_offline.backup_configuration "
+			 "   SET last_backup_at = now(), consecutive_failures = 0 WHERE id = $1::uuid",
+			 1, &args[8], false, 0);
+}
+
+/* what failure leaves behind, run in a fresh transaction */
+typedef struct BoFailure
+{
+	BoBackupJob *job;
+	ErrorData  *edata;
+	bool		cancelled;
+	char	   *removal;
+} BoFailure;
+
+static BoFailure *current_failure;
+
+static void
+record_failure(BoBackupJob *job)
+{
+	BoFailure  *f = current_failure;
+	const char *args[6];
+	char	   *status = f->cancelled ? "CANCELLED" : "FAILED";
+	StringInfoData err;
+	bool		first = true;
+
+	/* storage trouble must not keep the row from failing */
+	PG_TRY();
+	{
+		int			n = delete_snapshot_objects(job->storage_json, job->prefix);
+
+		f->removal = psprintf("%d objects removed", n);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e = CopyErrorData();
+
+		FlushErrorState();
+		f->removal = psprintf("objects could not be removed: %s", e->message);
+	}
+	PG_END_TRY();
+
+	initStringInfo(&err);
+	appendStringInfoChar(&err, '{');
+	json_str(&err, &first, "sqlstate", unpack_sql_state(f->edata->sqlerrcode));
+	json_str(&err, &first, "message", f->edata->message);
+	json_str(&err, &first, "detail", f->edata->detail);
+	json_str(&err, &first, "hint", f->edata->hint);
+	json_str(&err, &first, "cleanup", f->removal);
+	appendStringInfoChar(&err, '}');
+
+	args[0] = job->snapshot_id;
+	args[1] = status;
+	args[2] = f->edata->message;
+	args[3] = err.data;
+	args[4] = job->configuration_id;
+	args[5] = psprintf("%d", bo_suspend_after_failures);
+	spi_exec("UPDATE backup_offline.backup_snapshot "
+			 "   SET status = $2::backup_offline.snapshot_status, status_reason = $3, error = $4::jsonb, "
+			 "       completed_at = now() WHERE id = $1::uuid", 4, args, false, 0);
+	if (!f->cancelled)
+		spi_exec("UPDATE backup_offline.backup_configuration c "
+				 "   SET consecutive_failures = c.consecutive_failures + 1, "
+				 "       status = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
+				 "                     AND c.status = 'ACTIVE' THEN 'SUSPENDED' ELSE c.status END, "
+				 "       status_reason = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
+				 "                     AND c.status = 'ACTIVE' "
+				 "                     THEN format('suspended after %s consecutive failed backups', c.consecutive_failures + 1) "
+				 "                     ELSE c.status_reason END "
+				 " WHERE c.id = $1::uuid", 2, &args[4], false, 0);
+}
+
+/* run fn(job) in its own transaction with SPI and a snapshot */
+static void
+run_in_transaction(void (*fn) (BoBackupJob *), BoBackupJob *job)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	fn(job);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
+
+static void
+slot_result(BoJobSlot *slot, const char *status, int sqlstate, const char *message)
+{
+	BoJobSlot  *my = bo_job_my_slot();
+
+	(void) slot;
+	strlcpy(my->result_status, status, sizeof(my->result_status));
+	my->result_sqlstate = sqlstate;
+	strlcpy(my->result_message, message ? message : "", sizeof(my->result_message));
+}
+
+/*
+ * The job: run by the job worker for its slot.
+ */
+void
+bo_backup_run(BoJobSlot *slot)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "backup job", ALLOCSET_DEFAULT_SIZES);
+	BoBackupJob *job = MemoryContextAllocZero(cxt, sizeof(BoBackupJob));
+	volatile bool created = false;
+
+	job->slot = slot;
+	job->cxt = cxt;
+	job->configuration_id = MemoryContextStrdup(cxt, DatumGetCString(DirectFunctionCall1(uuid_out,
+																						 UUIDPGetDatum(&slot->configuration_id))));
+	job->started_at = GetCurrentTimestamp();
+
+	PG_TRY();
+	{
+		run_in_transaction(create_snapshot, job);
+		created = true;
+		bo_job_publish_snapshot(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(job->snapshot_id))),
+								job->snapshot_number, job->backup_type);
+		pgstat_report_activity(STATE_RUNNING, psprintf("backup %s of \"%s\"", job->snapshot_number,
+														 job->configuration_name));
+
+		/* archive options from the configuration */
+		bo_archive_options_init(&job->options);
+		if (!job->compressed)
+			job->options.compression = BO_COMPRESSION_NONE;
+		job->options.cipher = job->encrypted ? BO_CIPHER_AUTO : BO_CIPHER_NONE;
+		if (!bo_digest_parse(job->checksum_algorithm, &job->options.digest))
+			elog(ERROR, "unknown checksum algorithm \"%s\"", job->checksum_algorithm);
+		if (job->encrypted && (bo_default_key_id == NULL || bo_default_key_id[0] == '\0'))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("configuration \"%s\" encrypts its backups, but backup_offline.default_key_id is not set",
+							job->configuration_name),
+					 errhint("Create a key file in backup_offline.key_directory and set backup_offline.default_key_id to its id.")));
+
+		run_in_transaction(start_scan, job);
+
+		/* the scan: one repeatable-read, read-only transaction */
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		XactIsoLevel = XACT_REPEATABLE_READ;
+		XactReadOnly = true;
+		scan_tables(job);
+		CommitTransactionCommand();
+
+		set_phase(job, "completing");
+		run_in_transaction(complete_snapshot, job);
+		slot_result(slot, "COMPLETED", 0, NULL);
+	}
+	PG_CATCH();
+	{
+		BoFailure	f;
+		MemoryContext ecxt = MemoryContextSwitchTo(cxt);
+
+		f.job = job;
+		f.edata = CopyErrorData();
+		f.cancelled = f.edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		f.removal = NULL;
+		FlushErrorState();
+		MemoryContextSwitchTo(ecxt);
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+
+		ereport(LOG,
+				(errmsg("backup_offline: backup %s of configuration %s %s: %s",
+						job->snapshot_number ? job->snapshot_number : "(not started)",
+						job->configuration_id, f.cancelled ? "cancelled" : "failed", f.edata->message)));
+		if (created)
+		{
+			current_failure = &f;
+			run_in_transaction(record_failure, job);
+			current_failure = NULL;
+		}
+		slot_result(slot, f.cancelled ? "CANCELLED" : "FAILED", f.edata->sqlerrcode, f.edata->message);
+	}
+	PG_END_TRY();
+}

@@ -1,0 +1,771 @@
+/*-------------------------------------------------------------------------
+ *
+ * verify.c
+ *		verify_snapshot, and materialising a snapshot chain into tables.
+ *
+ * Levels:
+ *	checksums  every object's stored bytes against the manifest (size and
+ *			   digest), the manifest object against the catalog's checksum;
+ *			   needs no key.
+ *	decrypt    every object read through the archive reader (AEAD, frame
+ *			   and trailer checks), its plaintext length and digest against
+ *			   the manifest; the stored manifest's self-checksum, and that it
+ *			   is the catalog's manifest.
+ *	restore    decrypt, then the snapshot's chain materialised into a
+ *			   scratch schema (bo_materialize_table: COPY FROM the stored
+ *			   streams), each table's row count and rows digest compared
+ *			   with the manifest; the schema is dropped again.
+ *
+ * Damage is reported in the result (valid false, problems[]), not raised,
+ * and recorded on the snapshot: COMPLETED becomes CORRUPTED, and a
+ * CORRUPTED snapshot that verifies again becomes COMPLETED.  The work runs
+ * as the extension's owner (the caller needs only EXECUTE and to see the
+ * snapshot through row-level security).
+ *
+ * IDENTIFICATION
+ *		src/backup/verify.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/copy.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/uuid.h"
+
+#include "backup_offline.h"
+#include "backup/backup.h"
+#include "storage/storage.h"
+
+PG_FUNCTION_INFO_V1(bo_verify_snapshot_sql);
+
+/* ---------------------------------------------------------------------
+ * jsonb helpers
+ * ---------------------------------------------------------------------
+ */
+static JsonbValue *
+jget(JsonbContainer *c, const char *key)
+{
+	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+}
+
+static char *
+jstr(JsonbContainer *c, const char *key)
+{
+	JsonbValue *v = jget(c, key);
+
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+static uint64
+jnum(JsonbContainer *c, const char *key)
+{
+	JsonbValue *v = jget(c, key);
+
+	if (v == NULL || v->type != jbvNumeric)
+		return 0;
+	return DatumGetUInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
+}
+
+static JsonbContainer *
+jcontainer(JsonbContainer *c, const char *key)
+{
+	JsonbValue *v = jget(c, key);
+
+	if (v == NULL || v->type != jbvBinary)
+		return NULL;
+	return v->val.binary.data;
+}
+
+/* the elements of a JSON array container that are objects or arrays */
+static List *
+jelements(JsonbContainer *array)
+{
+	List	   *out = NIL;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (array == NULL)
+		return NIL;
+	it = JsonbIteratorInit(array);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_ELEM)
+		{
+			JsonbValue *copy = palloc(sizeof(JsonbValue));
+
+			*copy = v;
+			out = lappend(out, copy);
+		}
+	}
+	return out;
+}
+
+static char *
+hex_of(const uint8 *data, int len)
+{
+	char	   *out = palloc(len * 2 + 1);
+
+	hex_encode((const char *) data, len, out);
+	out[len * 2] = '\0';
+	return out;
+}
+
+/* ---------------------------------------------------------------------
+ * Materialisation
+ * ---------------------------------------------------------------------
+ */
+
+/* the archive object COPY FROM is reading (data_source_cb has no argument) */
+static BoArchiveReader *copy_source = NULL;
+
+static int
+copy_source_read(void *outbuf, int minread, int maxread)
+{
+	int			got = 0;
+
+	while (got < minread)
+	{
+		size_t		n = bo_archive_read(copy_source, (char *) outbuf + got, maxread - got);
+
+		if (n == 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+/* COPY the stored stream "name" into rel */
+static uint64
+copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat format,
+				 const char *encoding)
+{
+	ParseState *pstate = make_parsestate(NULL);
+	List	   *options = NIL;
+	CopyFromState cstate;
+	uint64		rows;
+
+	if (format == BO_ROW_BINARY)
+		options = lappend(options, makeDefElem("format", (Node *) makeString("binary"), -1));
+	else if (encoding != NULL)
+		options = lappend(options, makeDefElem("encoding", (Node *) makeString(pstrdup(encoding)), -1));
+
+	/* as logical replication's table sync does: COPY FROM needs the range table */
+	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	copy_source = bo_archive_reader_open(storage, name, NULL);
+	PG_TRY();
+	{
+		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source_read, NIL, options);
+		rows = CopyFrom(cstate);
+		EndCopyFrom(cstate);
+	}
+	PG_FINALLY();
+	{
+		copy_source = NULL;
+	}
+	PG_END_TRY();
+	free_parsestate(pstate);
+	return rows;
+}
+
+/*
+ * Create table "schema"."name" with the copied columns of a manifest table
+ * entry (their names, types and collations; no constraints).
+ */
+static void
+create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name)
+{
+	StringInfoData sql;
+	JsonbContainer *def = jcontainer(entry, "definition");
+	List	   *columns = jelements(jcontainer(def, "columns"));
+	List	   *copied = jelements(jcontainer(entry, "copyColumns"));
+	ListCell   *lc;
+	ListCell   *lc2;
+	bool		first = true;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "CREATE TABLE %s.%s (", quote_identifier(schema), quote_identifier(name));
+	foreach(lc, copied)
+	{
+		JsonbValue *cv = lfirst(lc);
+		char	   *cname = pnstrdup(cv->val.string.val, cv->val.string.len);
+
+		foreach(lc2, columns)
+		{
+			JsonbValue *col = lfirst(lc2);
+			char	   *n = jstr(col->val.binary.data, "name");
+
+			if (n != NULL && strcmp(n, cname) == 0)
+			{
+				char	   *collation = jstr(col->val.binary.data, "collation");
+
+				appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(cname),
+								 jstr(col->val.binary.data, "type"));
+				if (collation)
+					appendStringInfo(&sql, " COLLATE %s", collation);
+				first = false;
+				break;
+			}
+		}
+		if (lc2 == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("manifest names column \"%s\" without its definition", cname)));
+	}
+	appendStringInfoChar(&sql, ')');
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not create table %s.%s", schema, name);
+}
+
+/* the manifest entry of table schema.name, or NULL */
+static JsonbContainer *
+find_table(Jsonb *manifest, const char *schema, const char *name)
+{
+	ListCell   *lc;
+
+	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	{
+		JsonbValue *t = lfirst(lc);
+		char	   *s = jstr(t->val.binary.data, "schema");
+		char	   *n = jstr(t->val.binary.data, "name");
+
+		if (s && n && strcmp(s, schema) == 0 && strcmp(n, name) == 0)
+			return t->val.binary.data;
+	}
+	return NULL;
+}
+
+/*
+ * Materialise table (schema.name of the last manifest of chain, a List of
+ * Jsonb manifests from the FULL to the snapshot) as target_schema.target:
+ * the newest whole copy in the chain, loaded with COPY.
+ */
+static void
+materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
+				  const char *target_schema, const char *target)
+{
+	Jsonb	   *last = llast(chain);
+	JsonbContainer *entry = find_table(last, schema, name);
+	Relation	rel;
+	Oid			relid;
+	ListCell   *lc;
+	BoRowFormat format;
+	char	   *encoding = jstr(&last->root, "serverEncoding");
+
+	create_table_from_entry(entry, target_schema, target);
+	CommandCounterIncrement();
+	relid = get_relname_relid(target, get_namespace_oid(target_schema, false));
+	rel = table_open(relid, RowExclusiveLock);
+	if (!bo_row_format_parse(jstr(entry, "format"), &format))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("manifest gives table %s.%s an unknown format", schema, name)));
+	foreach(lc, jelements(jcontainer(entry, "objects")))
+	{
+		JsonbValue *o = lfirst(lc);
+
+		copy_object_into(storage, jstr(o->val.binary.data, "name"), rel, format, encoding);
+		CommandCounterIncrement();
+	}
+	table_close(rel, NoLock);
+}
+
+/* count and rows digest of a table, encoded as format */
+static void
+table_rows_digest(Oid relid, BoRowFormat format, BoRowsDigest *out)
+{
+	Relation	rel = table_open(relid, AccessShareLock);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	/* the rows this transaction has just loaded */
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
+	BoRowEncoder enc;
+	HeapTuple	tuple;
+	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+	bool	   *nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+
+	memset(out, 0, sizeof(*out));
+	bo_row_encoder_init(&enc, tupdesc, format, NIL);
+	while ((tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		CHECK_FOR_INTERRUPTS();
+		heap_deform_tuple(tuple, tupdesc, values, nulls);
+		bo_row_encode(&enc, values, nulls);
+		bo_rows_digest_add(out, enc.row.data, enc.row.len);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	table_close(rel, NoLock);
+}
+
+/* ---------------------------------------------------------------------
+ * verify_snapshot
+ * ---------------------------------------------------------------------
+ */
+typedef enum BoVerifyLevel
+{
+	BO_VERIFY_CHECKSUMS,
+	BO_VERIFY_DECRYPT,
+	BO_VERIFY_RESTORE
+} BoVerifyLevel;
+
+typedef struct BoVerify
+{
+	BoStorage  *storage;
+	BoVerifyLevel level;
+	BoDigestAlgorithm digest;
+	StringInfoData problems;
+	int			nproblems;
+	uint64		objects;
+	uint64		bytes;
+} BoVerify;
+
+static void
+problem(BoVerify *v, const char *object, const char *text)
+{
+	bool		first = true;
+
+	if (v->nproblems++ > 0)
+		appendStringInfoString(&v->problems, ", ");
+	appendStringInfoChar(&v->problems, '{');
+	if (object)
+	{
+		escape_json(&v->problems, "object");
+		appendStringInfoString(&v->problems, ": ");
+		escape_json(&v->problems, object);
+		first = false;
+	}
+	if (!first)
+		appendStringInfoString(&v->problems, ", ");
+	escape_json(&v->problems, "problem");
+	appendStringInfoString(&v->problems, ": ");
+	escape_json(&v->problems, text);
+	appendStringInfoChar(&v->problems, '}');
+}
+
+/* digest of the stored bytes of name; its size in *size */
+static char *
+stored_digest(BoVerify *v, const char *name, uint64 *size)
+{
+	BoDigest   *d = bo_digest_create(v->digest);
+	char	   *buf = palloc(1024 * 1024);
+	uint8		out[BO_DIGEST_MAX_LENGTH];
+	uint64		offset = 0;
+	size_t		n;
+	int			len;
+
+	while ((n = bo_storage_get(v->storage, name, offset, buf, 1024 * 1024)) > 0)
+	{
+		CHECK_FOR_INTERRUPTS();
+		bo_digest_update(d, buf, n);
+		offset += n;
+	}
+	len = bo_digest_final(d, out);
+	bo_digest_free(d);
+	pfree(buf);
+	*size = offset;
+	return hex_of(out, len);
+}
+
+/* read name through the archive reader to its end; what it was */
+static void
+read_object(BoVerify *v, const char *name, BoArchiveResult *res)
+{
+	BoArchiveReader *r = bo_archive_reader_open(v->storage, name, NULL);
+	char	   *buf = palloc(1024 * 1024);
+
+	while (bo_archive_read(r, buf, 1024 * 1024) > 0)
+		CHECK_FOR_INTERRUPTS();
+	bo_archive_reader_result(r, res);
+	bo_archive_reader_close(r);
+	pfree(buf);
+}
+
+/*
+ * Check one object of the manifest (entry: its manifest object); problems
+ * are recorded, errors caught.
+ */
+static void
+verify_object_entry(BoVerify *v, JsonbContainer *o)
+{
+	char	   *name = jstr(o, "name");
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		if (v->level == BO_VERIFY_CHECKSUMS)
+		{
+			uint64		size;
+			char	   *digest = stored_digest(v, name, &size);
+
+			if (size != jnum(o, "storedLength"))
+				problem(v, name, psprintf("stored size is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
+										  size, jnum(o, "storedLength")));
+			else if (strcmp(digest, jstr(o, "storedDigest")) != 0)
+				problem(v, name, psprintf("stored digest is %s, the manifest says %s", digest, jstr(o, "storedDigest")));
+			v->bytes += size;
+		}
+		else
+		{
+			BoArchiveResult res;
+
+			read_object(v, name, &res);
+			if (res.plaintext_length != jnum(o, "plaintextLength"))
+				problem(v, name, psprintf("plaintext is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
+										  res.plaintext_length, jnum(o, "plaintextLength")));
+			else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), jstr(o, "plaintextDigest")) != 0)
+				problem(v, name, "plaintext digest differs from the manifest");
+			else if (strcmp(hex_of(res.stored_digest, res.digest_length), jstr(o, "storedDigest")) != 0)
+				problem(v, name, "stored digest differs from the manifest");
+			v->bytes += res.stored_length;
+		}
+		v->objects++;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		problem(v, name, edata->message);
+		v->objects++;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * The manifest object: at level checksums its stored digest against the
+ * catalog; else read, self-checksum, and equal to the catalog's manifest.
+ */
+static void
+verify_manifest(BoVerify *v, const char *name, const char *checksum, Jsonb *catalog_manifest)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		uint64		size;
+
+		if (v->level == BO_VERIFY_CHECKSUMS)
+		{
+			char	   *digest = stored_digest(v, name, &size);
+
+			if (checksum == NULL || strcmp(digest, checksum) != 0)
+				problem(v, name, psprintf("stored digest is %s, the catalog says %s", digest,
+										  checksum ? checksum : "nothing"));
+		}
+		else
+		{
+			size_t		len;
+			char	   *text = bo_manifest_read(v->storage, name, &len);
+			Jsonb	   *stored = bo_manifest_parse(text, len, "the stored manifest");
+			BoStorageStat st;
+
+			if (compareJsonbContainers(&stored->root, &catalog_manifest->root) != 0)
+				problem(v, name, "the stored manifest differs from the catalog's");
+			size = bo_storage_stat(v->storage, name, &st) ? st.size : 0;
+		}
+		v->objects++;
+		v->bytes += size;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		problem(v, name, edata->message);
+		v->objects++;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Level restore: materialise every table of the snapshot into a scratch
+ * schema and compare; appends the tables' results to out.
+ */
+static void
+verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo out)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	List	   *volatile chain = NIL;
+	uint64		i;
+	char	   *schema = psprintf("backup_offline_verify_%d", MyProcPid);
+	ListCell   *lc;
+	bool		first_table = true;
+
+	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(snapshot_id));
+	if (SPI_execute_with_args("SELECT manifest::text FROM backup_offline.snapshot_chain($1)",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the snapshot chain");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *m = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("a snapshot of the chain has no manifest")));
+		chain = lappend(chain, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(m))));
+	}
+
+	SPI_execute(psprintf("DROP SCHEMA IF EXISTS %s CASCADE", quote_identifier(schema)), false, 0);
+	SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), false, 0);
+
+	appendStringInfoString(out, "[");
+	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	{
+		JsonbValue *t = lfirst(lc);
+		JsonbContainer *e = t->val.binary.data;
+		char	   *tschema = jstr(e, "schema");
+		char	   *tname = jstr(e, "name");
+		char	   *target = psprintf("t%04d", (int) jnum(e, "ordinal"));
+		char	   *expected = jstr(e, "rowsDigest");
+		uint64		expected_rows = jnum(e, "rowCount");
+		BoRowsDigest got;
+		BoRowFormat format;
+		volatile bool equal = false;
+		char	   *volatile error = NULL;
+		MemoryContext oldcxt = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
+
+		memset(&got, 0, sizeof(got));
+		BeginInternalSubTransaction(NULL);
+		PG_TRY();
+		{
+			if (!bo_row_format_parse(jstr(e, "format"), &format))
+				elog(ERROR, "unknown format");
+			materialize_table(v->storage, chain, tschema, tname, schema, target);
+			CommandCounterIncrement();
+			table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)), format, &got);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			error = edata->message;
+		}
+		PG_END_TRY();
+
+		if (error == NULL)
+		{
+			equal = got.count == expected_rows && expected != NULL &&
+				strcmp(bo_rows_digest_hex(&got), expected) == 0;
+			if (!equal)
+				problem(v, psprintf("%s.%s", tschema, tname),
+						psprintf("restored " UINT64_FORMAT " rows with digest %s; the manifest says " UINT64_FORMAT " rows, %s",
+								 got.count, bo_rows_digest_hex(&got), expected_rows, expected ? expected : "nothing"));
+		}
+		else
+			problem(v, psprintf("%s.%s", tschema, tname), psprintf("restore failed: %s", error));
+
+		{
+			bool		f = true;
+
+			if (!first_table)
+				appendStringInfoString(out, ", ");
+			first_table = false;
+			appendStringInfoChar(out, '{');
+			escape_json(out, "schema");
+			appendStringInfo(out, ": ");
+			escape_json(out, tschema);
+			appendStringInfo(out, ", \"name\": ");
+			escape_json(out, tname);
+			appendStringInfo(out, ", \"expectedRows\": " UINT64_FORMAT ", \"restoredRows\": " UINT64_FORMAT
+							 ", \"rowsDigest\": ", expected_rows, got.count);
+			escape_json(out, error ? "" : bo_rows_digest_hex(&got));
+			appendStringInfo(out, ", \"equal\": %s}", equal ? "true" : "false");
+			(void) f;
+		}
+	}
+	appendStringInfoString(out, "]");
+	SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0);
+}
+
+Datum
+bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
+{
+	char	   *id;
+	char	   *level_name;
+	BoVerify	v;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	char	   *number;
+	char	   *status;
+	char	   *storage_json;
+	char	   *manifest_name;
+	char	   *checksum;
+	char	   *algorithm;
+	char	   *manifest_text;
+	Jsonb	   *manifest;
+	Oid			save_userid;
+	int			save_sec;
+	int			nestlevel;
+	StringInfoData result;
+	StringInfoData tables;
+	ListCell   *lc;
+	HeapTuple	proc;
+	Oid			owner;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("snapshot_id is required"),
+				 errhint("Pass the id of a backup snapshot.")));
+	id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
+	level_name = PG_ARGISNULL(1) ? "decrypt" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	memset(&v, 0, sizeof(v));
+	if (strcmp(level_name, "checksums") == 0)
+		v.level = BO_VERIFY_CHECKSUMS;
+	else if (strcmp(level_name, "decrypt") == 0)
+		v.level = BO_VERIFY_DECRYPT;
+	else if (strcmp(level_name, "restore") == 0)
+		v.level = BO_VERIFY_RESTORE;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid level: \"%s\"", level_name),
+				 errhint("Use checksums, decrypt or restore.")));
+
+	/* the snapshot, as the caller sees it */
+	SPI_connect();
+	args[0] = PG_GETARG_DATUM(0);
+	if (SPI_execute_with_args("SELECT snapshot_number, status::text, storage_location->'destination', "
+							  "       storage_location->>'manifest', checksum, checksum_algorithm::text, manifest::text "
+							  "  FROM backup_offline.backup_snapshot WHERE id = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the snapshot");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("snapshot %s does not exist", id),
+				 errhint("Check the id; snapshots of other organizations are not visible.")));
+	number = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	storage_json = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	manifest_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	checksum = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
+	manifest_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+	if (strcmp(status, "COMPLETED") != 0 && strcmp(status, "CORRUPTED") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("snapshot %s is %s: there is nothing to verify", number, status),
+				 errhint("Only COMPLETED and CORRUPTED snapshots have a manifest and objects.")));
+	manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(manifest_text)));
+	if (!bo_digest_parse(algorithm, &v.digest))
+		elog(ERROR, "unknown checksum algorithm \"%s\"", algorithm);
+
+	/* the rest as the extension's owner, with the job's output settings */
+	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nestlevel = NewGUCNestLevel();
+	bo_set_job_gucs();
+
+	v.storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(storage_json))));
+	initStringInfo(&v.problems);
+	initStringInfo(&tables);
+
+	verify_manifest(&v, manifest_name, checksum, manifest);
+	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	{
+		JsonbValue *t = lfirst(lc);
+		ListCell   *lc2;
+
+		foreach(lc2, jelements(jcontainer(t->val.binary.data, "objects")))
+			verify_object_entry(&v, ((JsonbValue *) lfirst(lc2))->val.binary.data);
+	}
+	if (v.level == BO_VERIFY_RESTORE && v.nproblems == 0)
+		verify_restore(&v, id, manifest, &tables);
+
+	initStringInfo(&result);
+	appendStringInfo(&result, "{\"snapshotId\": \"%s\", \"snapshotNumber\": ", id);
+	escape_json(&result, number);
+	appendStringInfo(&result, ", \"level\": \"%s\", \"valid\": %s, \"objects\": " UINT64_FORMAT
+					 ", \"storedBytes\": " UINT64_FORMAT ", \"problems\": [%s]",
+					 level_name, v.nproblems == 0 ? "true" : "false", v.objects, v.bytes, v.problems.data);
+	if (v.level == BO_VERIFY_RESTORE)
+		appendStringInfo(&result, ", \"tables\": %s", tables.len > 0 ? tables.data : "null");
+	appendStringInfo(&result, ", \"verifiedAt\": \"%s\"}",
+					 timestamptz_to_str(GetCurrentTimestamp()));
+
+	/* record it on the snapshot (audited through the row change) */
+	{
+		Oid			types2[2] = {UUIDOID, TEXTOID};
+		Datum		args2[2];
+
+		args2[0] = PG_GETARG_DATUM(0);
+		args2[1] = CStringGetTextDatum(result.data);
+		if (SPI_execute_with_args("UPDATE backup_offline.backup_snapshot "
+								  "   SET verification = $2::jsonb, verified_at = now(), "
+								  "       status = CASE WHEN ($2::jsonb->>'valid')::boolean "
+								  "                     THEN CASE WHEN status = 'CORRUPTED' THEN 'COMPLETED' ELSE status END "
+								  "                     ELSE CASE WHEN status = 'COMPLETED' THEN 'CORRUPTED' ELSE status END END "
+								  " WHERE id = $1",
+								  2, types2, args2, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not record the verification");
+	}
+
+	AtEOXact_GUC(false, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	SPI_finish();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+}
