@@ -26,7 +26,8 @@ OBJS = \
 	src/backup/manifest.o \
 	src/backup/job.o \
 	src/backup/snapshot.o \
-	src/backup/verify.o
+	src/backup/verify.o \
+	src/backup/rowindex.o
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

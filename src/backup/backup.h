@@ -19,6 +19,7 @@
 #define BACKUP_OFFLINE_BACKUP_H
 
 #include "datatype/timestamp.h"
+#include "storage/block.h"
 #include "lib/stringinfo.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
@@ -146,8 +147,40 @@ extern void bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls);
 extern void bo_row_stream_header(BoRowFormat format, StringInfo out);
 extern void bo_row_stream_trailer(BoRowFormat format, StringInfo out);
 extern List *bo_row_encoder_column_names(BoRowEncoder *enc);
+extern void bo_row_hash(const char *data, size_t len, uint8 *out);
 extern void bo_rows_digest_add(BoRowsDigest *d, const char *data, size_t len);
+extern void bo_rows_digest_add_hash(BoRowsDigest *d, const uint8 *h);
+extern void bo_rows_digest_sub_hash(BoRowsDigest *d, const uint8 *h);
 extern char *bo_rows_digest_hex(const BoRowsDigest *d);
+extern bool bo_rows_digest_parse(const char *text, uint64 count, BoRowsDigest *d);
+
+/* ---------------------------------------------------------------------
+ * The row index (rowindex.c)
+ * ---------------------------------------------------------------------
+ */
+typedef struct BoIndexEntry
+{
+	uint16		offset;			/* line pointer */
+	TransactionId xmin;			/* raw xmin of the row version */
+	uint8		hash[16];		/* XXH3-128 of the encoded row */
+	uint16		keylen;
+	char	   *key;			/* the primary key, encoded as a row */
+} BoIndexEntry;
+
+typedef struct BoIndexWriter BoIndexWriter;
+typedef struct BoIndexChain BoIndexChain;
+
+extern char *bo_index_dir(const char *snapshot_id);
+extern void bo_index_remove(const char *snapshot_id);
+extern BoIndexWriter *bo_index_begin(const char *snapshot_id, Oid relid, Oid relfilenode,
+									 BlockNumber nblocks, bool whole, const char *fingerprint);
+extern void bo_index_block(BoIndexWriter *w, BlockNumber block, const BoIndexEntry *entries,
+						   int count);
+extern void bo_index_finish(BoIndexWriter *w);
+extern BoIndexChain *bo_index_chain_open(List *chain, Oid relid, Oid relfilenode,
+										 const char *fingerprint, const char **reason);
+extern BlockNumber bo_index_chain_nblocks(BoIndexChain *c);
+extern const BoIndexEntry *bo_index_chain_block(BoIndexChain *c, BlockNumber block, int *count);
 
 /* ---------------------------------------------------------------------
  * Manifests (manifest.c)

@@ -348,15 +348,63 @@ bo_row_stream_trailer(BoRowFormat format, StringInfo out)
 	}
 }
 
+/* XXH3-128 of an encoded row, in xxHash's canonical (big-endian) form */
+void
+bo_row_hash(const char *data, size_t len, uint8 *out)
+{
+	XXH128_canonical_t c;
+
+	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+	memcpy(out, c.digest, 16);
+}
+
+static void
+hash_words(const uint8 *h, uint64 *hi, uint64 *lo)
+{
+	int			i;
+
+	*hi = 0;
+	*lo = 0;
+	for (i = 0; i < 8; i++)
+	{
+		*hi = (*hi << 8) | h[i];
+		*lo = (*lo << 8) | h[8 + i];
+	}
+}
+
+void
+bo_rows_digest_add_hash(BoRowsDigest *d, const uint8 *h)
+{
+	uint64		hi,
+				lo,
+				sum;
+
+	hash_words(h, &hi, &lo);
+	sum = d->lo + lo;
+	d->hi += hi + (sum < d->lo ? 1 : 0);
+	d->lo = sum;
+	d->count++;
+}
+
+void
+bo_rows_digest_sub_hash(BoRowsDigest *d, const uint8 *h)
+{
+	uint64		hi,
+				lo;
+
+	hash_words(h, &hi, &lo);
+	d->hi -= hi + (d->lo < lo ? 1 : 0);
+	d->lo -= lo;
+	d->count--;
+}
+
 void
 bo_rows_digest_add(BoRowsDigest *d, const char *data, size_t len)
 {
-	XXH128_hash_t h = XXH3_128bits(data, len);
-	uint64		lo = d->lo + h.low64;
+	uint8		h[16];
 
-	d->hi += h.high64 + (lo < d->lo ? 1 : 0);
-	d->lo = lo;
-	d->count++;
+	bo_row_hash(data, len, h);
+	bo_rows_digest_add_hash(d, h);
 }
 
 /* "xxh3-128-sum:" followed by 32 hex digits */
@@ -365,4 +413,21 @@ bo_rows_digest_hex(const BoRowsDigest *d)
 {
 	return psprintf("xxh3-128-sum:%016llx%016llx",
 					(unsigned long long) d->hi, (unsigned long long) d->lo);
+}
+
+/* the inverse of bo_rows_digest_hex, with the row count; false if malformed */
+bool
+bo_rows_digest_parse(const char *text, uint64 count, BoRowsDigest *d)
+{
+	unsigned long long hi,
+				lo;
+	int			n = 0;
+
+	if (text == NULL || strncmp(text, "xxh3-128-sum:", 13) != 0 || strlen(text) != 13 + 32 ||
+		sscanf(text + 13, "%16llx%16llx%n", &hi, &lo, &n) != 2 || n != 32)
+		return false;
+	d->hi = hi;
+	d->lo = lo;
+	d->count = count;
+	return true;
 }

@@ -112,14 +112,26 @@ typedef struct BoScopeTable
 	bool		pii;
 	bool		financial;
 	char	   *definition;		/* table_definition() JSON text */
+	char	   *fingerprint;	/* its fingerprint */
+	List	   *primary_key;	/* column names, NIL without one */
+	/* the parent's entry for the table (incrementals) */
+	bool		in_parent;
+	BoRowsDigest parent_digest;	/* rows digest and count at the parent */
 	/* results */
 	BoRowFormat format;
 	List	   *copy_columns;
 	BlockNumber nblocks;
-	uint64		rows;
+	bool		delta;			/* changes since the parent, not a whole copy */
+	bool		all_pages;		/* delta without a change threshold */
+	const char *change_reason;	/* why an incremental copied it whole */
+	uint64		pages_read;
+	uint64		pages_skipped;
+	uint64		upserted;		/* rows written */
+	uint64		deleted;		/* keys written */
+	uint64		rows;			/* rows of the table at this snapshot */
 	uint64		plaintext_bytes;
 	uint64		stored_bytes;
-	BoRowsDigest digest;
+	BoRowsDigest digest;		/* of the table at this snapshot */
 	StringInfoData objects;		/* JSON array members */
 	int			nobjects;
 } BoScopeTable;
@@ -147,6 +159,10 @@ typedef struct BoBackupJob
 	char	   *parent_id;		/* NULL for FULL */
 	char	   *base_id;
 	char	   *prefix;			/* object name prefix, ends in '/' */
+	Jsonb	   *parent_manifest;
+	List	   *chain_ids;		/* snapshot ids from the FULL to the parent */
+	XLogRecPtr	parent_change_lsn;	/* invalid: read every page */
+	bool		scope_changed;	/* since the parent */
 	TimestampTz started_at;
 	TimestampTz snapshot_time;
 	XLogRecPtr	change_lsn;		/* InvalidXLogRecPtr: writers did not finish */
@@ -394,6 +410,7 @@ bo_backup_recover(void)
 
 		if (bo_job_snapshot_running(uuid))
 			continue;
+		bo_index_remove(id);
 
 		/* storage trouble must not keep the row IN_PROGRESS forever */
 		BeginInternalSubTransaction(NULL);
@@ -513,8 +530,35 @@ create_snapshot(BoBackupJob *job)
 		}
 		else
 		{
+			uint64		i;
+			char	   *lsn;
+			MemoryContext old;
+
 			job->parent_id = spi_text(job, 0, 1);
 			job->base_id = spi_text(job, 0, 2);
+			args[0] = job->parent_id;
+			args[1] = job->configuration_id;
+			spi_exec("SELECT p.manifest::text, p.consistency->>'changeLsn', "
+					 "       (p.manifest->'configuration'->'scope' IS DISTINCT FROM "
+					 "        backup_offline.configuration_to_json(c)->'scope') "
+					 "  FROM backup_offline.backup_snapshot p, backup_offline.backup_configuration c "
+					 " WHERE p.id = $1::uuid AND c.id = $2::uuid", 2, args, false, 1);
+			old = MemoryContextSwitchTo(job->cxt);
+			job->parent_manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																	  CStringGetDatum(spi_text(job, 0, 1))));
+			MemoryContextSwitchTo(old);
+			lsn = spi_text(job, 0, 2);
+			job->parent_change_lsn = lsn ? DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(lsn)))
+				: InvalidXLogRecPtr;
+			job->scope_changed = spi_bool(0, 3);
+			spi_exec("SELECT id::text FROM backup_offline.snapshot_chain($1::uuid)", 1, args, false, 0);
+			for (i = 0; i < SPI_processed; i++)
+			{
+				old = MemoryContextSwitchTo(job->cxt);
+				job->chain_ids = lappend(job->chain_ids, spi_text(job, i, 1));
+				MemoryContextSwitchTo(old);
+			}
+			args[0] = job->configuration_id;
 		}
 	}
 
@@ -803,19 +847,36 @@ row_passes(List *filters, Datum *values, bool *nulls)
 	return true;
 }
 
-/* a part (one archive object of a table's rows) being written */
+/*
+ * A stream of one kind ("rows" or "deletes") of a table, cut into parts:
+ * each part is one archive object holding a complete COPY stream.  Parts
+ * begin lazily, so an incremental without deletes writes no deletes
+ * object; a whole copy always writes at least one (possibly empty) part.
+ */
 typedef struct BoPartWriter
 {
 	BoBackupJob *job;
 	BoScopeTable *table;
 	BoStorage  *storage;
+	const char *kind;
 	int			part;
-	BoArchiveWriter *writer;
+	BoArchiveWriter *writer;	/* NULL between parts */
 	char	   *name;
 	uint64		rows;
 	uint64		plaintext;		/* bytes handed to the writer so far */
 	StringInfoData buf;
 } BoPartWriter;
+
+static void
+part_init(BoPartWriter *pw, BoBackupJob *job, BoScopeTable *t, BoStorage *storage, const char *kind)
+{
+	memset(pw, 0, sizeof(*pw));
+	pw->job = job;
+	pw->table = t;
+	pw->storage = storage;
+	pw->kind = kind;
+	initStringInfo(&pw->buf);
+}
 
 static void
 part_flush(BoPartWriter *pw)
@@ -831,7 +892,7 @@ part_flush(BoPartWriter *pw)
 static void
 part_begin(BoPartWriter *pw)
 {
-	pw->name = psprintf("%st%04d.rows.%04d", pw->job->prefix, pw->table->ordinal, pw->part);
+	pw->name = psprintf("%st%04d.%s.%04d", pw->job->prefix, pw->table->ordinal, pw->kind, pw->part);
 	pw->writer = bo_archive_writer_begin(pw->storage, pw->name, &pw->job->options);
 	pw->rows = 0;
 	pw->plaintext = 0;
@@ -846,6 +907,8 @@ part_finish(BoPartWriter *pw)
 	StringInfo	s = &t->objects;
 	bool		first = true;
 
+	if (pw->writer == NULL)
+		return;
 	bo_row_stream_trailer(t->format, &pw->buf);
 	part_flush(pw);
 	bo_archive_writer_finish(pw->writer, &res);
@@ -855,7 +918,7 @@ part_finish(BoPartWriter *pw)
 		appendStringInfoString(s, ", ");
 	appendStringInfoChar(s, '{');
 	json_str(s, &first, "name", pw->name);
-	json_str(s, &first, "kind", "rows");
+	json_str(s, &first, "kind", pw->kind);
 	json_u64(s, &first, "part", pw->part);
 	json_u64(s, &first, "rows", pw->rows);
 	json_u64(s, &first, "plaintextLength", res.plaintext_length);
@@ -874,51 +937,216 @@ part_finish(BoPartWriter *pw)
 	pw->part++;
 }
 
+/* append one encoded row (or key) to the stream */
+static void
+part_add(BoPartWriter *pw, const char *data, int len)
+{
+	if (pw->writer == NULL)
+		part_begin(pw);
+	appendBinaryStringInfo(&pw->buf, data, len);
+	pw->rows++;
+	if (pw->buf.len >= WRITE_BUFFER_SIZE)
+	{
+		part_flush(pw);
+		if ((int64) pw->plaintext >= (int64) bo_part_size * 1024 * 1024)
+			part_finish(pw);
+	}
+}
+
+/* what one table's backup needs while it scans */
+typedef struct BoTableScan
+{
+	BoBackupJob *job;
+	BoScopeTable *t;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	BoRowEncoder enc;			/* rows */
+	BoRowEncoder keyenc;		/* primary keys */
+	bool		has_key;
+	List	   *filters;
+	Datum	   *values;
+	bool	   *nulls;
+	BoPartWriter rows;
+	BoPartWriter deletes;
+	BoIndexWriter *index;		/* NULL: the table keeps no row index */
+	BoIndexEntry *entries;		/* this block's, for the index */
+	int			nentries;
+	MemoryContext blockcxt;		/* reset per block */
+} BoTableScan;
+
 /*
- * Back up one table: every row visible to the transaction snapshot, page
- * by page, through the scope's filters, into parts.
+ * Encode the visible tuple at off, and when it passes the filters, add it
+ * to the rows stream and (with an index) to this block's entries.
+ */
+static void
+emit_row(BoTableScan *ts, Page page, BlockNumber blk, OffsetNumber off)
+{
+	ItemId		lp = PageGetItemId(page, off);
+	HeapTupleData tuple;
+	BoIndexEntry *e;
+
+	tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+	tuple.t_len = ItemIdGetLength(lp);
+	tuple.t_tableOid = ts->t->relid;
+	ItemPointerSet(&tuple.t_self, blk, off);
+	heap_deform_tuple(&tuple, ts->tupdesc, ts->values, ts->nulls);
+	if (ts->filters != NIL && !row_passes(ts->filters, ts->values, ts->nulls))
+		return;
+
+	bo_row_encode(&ts->enc, ts->values, ts->nulls);
+	part_add(&ts->rows, ts->enc.row.data, ts->enc.row.len);
+	ts->t->upserted++;
+	ts->job->progress.rows_done++;
+	if (ts->index == NULL)
+	{
+		bo_rows_digest_add(&ts->t->digest, ts->enc.row.data, ts->enc.row.len);
+		return;
+	}
+	e = &ts->entries[ts->nentries++];
+	e->offset = off;
+	e->xmin = HeapTupleHeaderGetRawXmin(tuple.t_data);
+	bo_row_hash(ts->enc.row.data, ts->enc.row.len, e->hash);
+	bo_rows_digest_add_hash(&ts->t->digest, e->hash);
+	bo_row_encode(&ts->keyenc, ts->values, ts->nulls);
+	e->keylen = ts->keyenc.row.len;
+	e->key = MemoryContextAlloc(ts->blockcxt, e->keylen);
+	memcpy(e->key, ts->keyenc.row.data, e->keylen);
+}
+
+/* a row version of the parent is gone: delete its key */
+static void
+emit_delete(BoTableScan *ts, const BoIndexEntry *old)
+{
+	part_add(&ts->deletes, old->key, old->keylen);
+	bo_rows_digest_sub_hash(&ts->t->digest, old->hash);
+	ts->t->deleted++;
+}
+
+/*
+ * The visible tuples of block blk (the buffer pinned and share-locked);
+ * returns how many, offsets in visible[].
+ */
+static int
+visible_tuples(BoTableScan *ts, Buffer buf, BlockNumber blk, Snapshot snapshot,
+			   OffsetNumber *visible)
+{
+	Page		page = BufferGetPage(buf);
+	OffsetNumber maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
+	OffsetNumber off;
+	int			n = 0;
+
+	for (off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
+	{
+		ItemId		lp = PageGetItemId(page, off);
+		HeapTupleData tuple;
+
+		if (!ItemIdIsNormal(lp))
+			continue;
+		tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
+		tuple.t_len = ItemIdGetLength(lp);
+		tuple.t_tableOid = ts->t->relid;
+		ItemPointerSet(&tuple.t_self, blk, off);
+		if (HeapTupleSatisfiesVisibility(&tuple, snapshot, buf))
+			visible[n++] = off;
+	}
+	return n;
+}
+
+/*
+ * Why table t of an incremental must be copied whole, or NULL (with
+ * *chain set) when its changes can be computed.
+ */
+static const char *
+delta_possible(BoTableScan *ts, BoIndexChain **chain)
+{
+	BoBackupJob *job = ts->job;
+	BoScopeTable *t = ts->t;
+	const char *reason = NULL;
+
+	*chain = NULL;
+	if (job->parent_id == NULL)
+		return "a FULL copies every table whole";
+	if (!ts->has_key)
+		return "the table has no primary key";
+	if (ts->rel->rd_rel->relpersistence != RELPERSISTENCE_PERMANENT)
+		return "the table is unlogged: its pages carry no LSN";
+	if (job->scope_changed)
+		return "the configuration's scope changed since the parent";
+	if (!t->in_parent)
+		return "the table is not in the parent snapshot";
+	*chain = bo_index_chain_open(job->chain_ids, t->relid, ts->rel->rd_node.relNode,
+								 t->fingerprint, &reason);
+	return *chain ? NULL : reason;
+}
+
+/*
+ * Back up one table under the transaction snapshot.  A whole copy writes
+ * every visible row that passes the scope's filters; an incremental reads
+ * only the pages changed since its parent (page LSN above the parent's
+ * change threshold, or beyond the parent's size) and writes the row
+ * versions that are new as upserts and the keys of those that are gone as
+ * deletes (rowindex.c).
  */
 static void
 backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot snapshot)
 {
-	Relation	rel = table_open(t->relid, AccessShareLock);
-	TupleDesc	tupdesc = RelationGetDescr(rel);
+	BoTableScan ts;
 	BufferAccessStrategy strategy = GetAccessStrategy(BAS_BULKREAD);
-	BoRowEncoder enc;
-	BoPartWriter pw;
-	List	   *filters;
-	Datum	   *values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
-	bool	   *nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
 	OffsetNumber *visible = palloc(sizeof(OffsetNumber) * MaxHeapTuplesPerPage);
+	const BoIndexEntry **old_by_offset = palloc0(sizeof(BoIndexEntry *) * (MaxHeapTuplesPerPage + 1));
+	BoIndexChain *chain = NULL;
+	BlockNumber parent_nblocks = 0;
+	BlockNumber last;
 	BlockNumber blk;
-	int64		part_limit = (int64) bo_part_size * 1024 * 1024;
 
-	if (rel->rd_rel->relkind != RELKIND_RELATION)
+	memset(&ts, 0, sizeof(ts));
+	ts.job = job;
+	ts.t = t;
+	ts.rel = table_open(t->relid, AccessShareLock);
+	ts.tupdesc = RelationGetDescr(ts.rel);
+	if (ts.rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("%s.%s is not a table", t->schema, t->name),
 				 errhint("Register plain tables; partitioned tables are backed up through their partitions.")));
 
-	t->format = bo_row_format_for(tupdesc);
-	bo_row_encoder_init(&enc, tupdesc, t->format, NIL);
-	t->copy_columns = bo_row_encoder_column_names(&enc);
-	filters = table_filters(job, t, rel);
-	t->nblocks = RelationGetNumberOfBlocks(rel);
+	t->format = bo_row_format_for(ts.tupdesc);
+	bo_row_encoder_init(&ts.enc, ts.tupdesc, t->format, NIL);
+	t->copy_columns = bo_row_encoder_column_names(&ts.enc);
+	ts.has_key = t->primary_key != NIL;
+	if (ts.has_key)
+		bo_row_encoder_init(&ts.keyenc, ts.tupdesc, t->format, t->primary_key);
+	ts.filters = table_filters(job, t, ts.rel);
+	ts.values = palloc(sizeof(Datum) * Max(ts.tupdesc->natts, 1));
+	ts.nulls = palloc(sizeof(bool) * Max(ts.tupdesc->natts, 1));
+	ts.entries = palloc(sizeof(BoIndexEntry) * MaxHeapTuplesPerPage);
+	ts.blockcxt = AllocSetContextCreate(CurrentMemoryContext, "backup block", ALLOCSET_DEFAULT_SIZES);
+	t->nblocks = RelationGetNumberOfBlocks(ts.rel);
+	part_init(&ts.rows, job, t, storage, "rows");
+	part_init(&ts.deletes, job, t, storage, "deletes");
 
-	memset(&pw, 0, sizeof(pw));
-	pw.job = job;
-	pw.table = t;
-	pw.storage = storage;
-	initStringInfo(&pw.buf);
-	part_begin(&pw);
-
-	for (blk = 0; blk < t->nblocks; blk++)
+	t->change_reason = delta_possible(&ts, &chain);
+	t->delta = chain != NULL;
+	if (t->delta)
 	{
+		parent_nblocks = bo_index_chain_nblocks(chain);
+		t->digest = t->parent_digest;
+		t->all_pages = XLogRecPtrIsInvalid(job->parent_change_lsn);
+	}
+	else
+		part_begin(&ts.rows);
+	if (ts.has_key && ts.rel->rd_rel->relpersistence == RELPERSISTENCE_PERMANENT)
+		ts.index = bo_index_begin(job->snapshot_id, t->relid, ts.rel->rd_node.relNode,
+								  t->nblocks, !t->delta, t->fingerprint);
+
+	last = Max(t->nblocks, parent_nblocks);
+	for (blk = 0; blk < last; blk++)
+	{
+		const BoIndexEntry *old = NULL;
+		int			nold = 0;
 		Buffer		buf;
 		Page		page;
-		OffsetNumber off;
-		OffsetNumber maxoff;
-		int			nvisible = 0;
+		int			nvisible;
 		int			i;
 
 		if (blk % REPORT_EVERY_BLOCKS == 0)
@@ -926,65 +1154,83 @@ backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot sna
 			check_cancel(job);
 			report(job);
 		}
+		MemoryContextReset(ts.blockcxt);
+		ts.nentries = 0;
+		if (t->delta && blk < parent_nblocks)
+			old = bo_index_chain_block(chain, blk, &nold);
 
-		buf = ReadBufferExtended(rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
+		/* pages the table no longer has: every row of the parent there is gone */
+		if (blk >= t->nblocks)
+		{
+			for (i = 0; i < nold; i++)
+				emit_delete(&ts, &old[i]);
+			continue;
+		}
+
+		buf = ReadBufferExtended(ts.rel, MAIN_FORKNUM, blk, RBM_NORMAL, strategy);
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
-		maxoff = PageIsNew(page) ? InvalidOffsetNumber : PageGetMaxOffsetNumber(page);
-		for (off = FirstOffsetNumber; off <= maxoff; off = OffsetNumberNext(off))
+		job->progress.bytes_done += BLCKSZ;
+		if (t->delta && blk < parent_nblocks && !t->all_pages &&
+			PageGetLSN(page) <= job->parent_change_lsn)
 		{
-			ItemId		lp = PageGetItemId(page, off);
-			HeapTupleData tuple;
-
-			if (!ItemIdIsNormal(lp))
-				continue;
-			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-			tuple.t_len = ItemIdGetLength(lp);
-			tuple.t_tableOid = t->relid;
-			ItemPointerSet(&tuple.t_self, blk, off);
-			if (HeapTupleSatisfiesVisibility(&tuple, snapshot, buf))
-				visible[nvisible++] = off;
+			/* unchanged since the parent: its index records stay valid */
+			UnlockReleaseBuffer(buf);
+			t->pages_skipped++;
+			continue;
 		}
+		t->pages_read++;
+		nvisible = visible_tuples(&ts, buf, blk, snapshot, visible);
 		/* the pin keeps the visible tuples in place; decode them unlocked */
 		LockBuffer(buf, BUFFER_LOCK_UNLOCK);
 
-		for (i = 0; i < nvisible; i++)
+		if (!t->delta)
 		{
-			ItemId		lp = PageGetItemId(page, visible[i]);
-			HeapTupleData tuple;
-
-			tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
-			tuple.t_len = ItemIdGetLength(lp);
-			tuple.t_tableOid = t->relid;
-			ItemPointerSet(&tuple.t_self, blk, visible[i]);
-			heap_deform_tuple(&tuple, tupdesc, values, nulls);
-			if (filters != NIL && !row_passes(filters, values, nulls))
-				continue;
-
-			bo_row_encode(&enc, values, nulls);
-			bo_rows_digest_add(&t->digest, enc.row.data, enc.row.len);
-			appendBinaryStringInfo(&pw.buf, enc.row.data, enc.row.len);
-			pw.rows++;
-			t->rows++;
-			job->progress.rows_done++;
-			if (t->phi || t->pii || t->financial)
-				(void) 0;		/* counted per table below */
-			if (pw.buf.len >= WRITE_BUFFER_SIZE)
+			for (i = 0; i < nvisible; i++)
+				emit_row(&ts, page, blk, visible[i]);
+		}
+		else
+		{
+			/* match row versions by line pointer and xmin */
+			for (i = 0; i < nold; i++)
+				old_by_offset[old[i].offset] = &old[i];
+			for (i = 0; i < nvisible; i++)
 			{
-				part_flush(&pw);
-				if ((int64) pw.plaintext >= part_limit)
+				ItemId		lp = PageGetItemId(page, visible[i]);
+				HeapTupleHeader htup = (HeapTupleHeader) PageGetItem(page, lp);
+				const BoIndexEntry *o = old_by_offset[visible[i]];
+
+				if (o != NULL && o->xmin == HeapTupleHeaderGetRawXmin(htup))
 				{
-					part_finish(&pw);
-					part_begin(&pw);
+					/* the same row version: unchanged, keep its record */
+					ts.entries[ts.nentries++] = *o;
+					old_by_offset[visible[i]] = NULL;
+				}
+				else
+					emit_row(&ts, page, blk, visible[i]);
+			}
+			for (i = 0; i < nold; i++)
+			{
+				if (old_by_offset[old[i].offset] == &old[i])
+				{
+					emit_delete(&ts, &old[i]);
+					old_by_offset[old[i].offset] = NULL;
 				}
 			}
 		}
 		ReleaseBuffer(buf);
-		job->progress.bytes_done += BLCKSZ;
+		if (ts.index != NULL && (t->delta || ts.nentries > 0))
+			bo_index_block(ts.index, blk, ts.entries, ts.nentries);
 	}
-	part_finish(&pw);
+
+	part_finish(&ts.deletes);
+	part_finish(&ts.rows);
+	if (ts.index != NULL)
+		bo_index_finish(ts.index);
+	t->rows = t->digest.count;
 	FreeAccessStrategy(strategy);
-	table_close(rel, NoLock);
+	MemoryContextDelete(ts.blockcxt);
+	table_close(ts.rel, NoLock);
 }
 
 /* the manifest's entry for one table */
@@ -1010,7 +1256,12 @@ append_table_entry(StringInfo m, BoScopeTable *t)
 		escape_json(m, lfirst(lc));
 	}
 	appendStringInfoChar(m, ']');
-	json_str(m, &first, "change", "whole");
+	json_str(m, &first, "change", t->delta ? "rows" : "whole");
+	json_str(m, &first, "changeReason", t->change_reason);
+	json_u64(m, &first, "pagesRead", t->pages_read);
+	json_u64(m, &first, "pagesSkipped", t->pages_skipped);
+	json_u64(m, &first, "upsertedRows", t->upserted);
+	json_u64(m, &first, "deletedRows", t->deleted);
 	json_u64(m, &first, "rowCount", t->rows);
 	json_str(m, &first, "rowsDigest", bo_rows_digest_hex(&t->digest));
 	json_u64(m, &first, "heapBlocks", t->nblocks);
@@ -1115,6 +1366,47 @@ build_manifest(BoBackupJob *job, StringInfo m)
 	appendStringInfoChar(m, ']');
 }
 
+/* the parent manifest's row count and digest of table t */
+static void
+parent_entry(BoBackupJob *job, BoScopeTable *t)
+{
+	JsonbValue *tables = getKeyJsonValueFromContainer(&job->parent_manifest->root, "tables", 6, NULL);
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (tables == NULL || tables->type != jbvBinary)
+		return;
+	it = JsonbIteratorInit(tables->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		JsonbValue *sv,
+				   *nv,
+				   *cv,
+				   *dv;
+
+		if (tok != WJB_ELEM || v.type != jbvBinary)
+			continue;
+		sv = getKeyJsonValueFromContainer(v.val.binary.data, "schema", 6, NULL);
+		nv = getKeyJsonValueFromContainer(v.val.binary.data, "name", 4, NULL);
+		if (sv == NULL || nv == NULL || sv->type != jbvString || nv->type != jbvString ||
+			strlen(t->schema) != sv->val.string.len || strlen(t->name) != nv->val.string.len ||
+			memcmp(t->schema, sv->val.string.val, sv->val.string.len) != 0 ||
+			memcmp(t->name, nv->val.string.val, nv->val.string.len) != 0)
+			continue;
+		cv = getKeyJsonValueFromContainer(v.val.binary.data, "rowCount", 8, NULL);
+		dv = getKeyJsonValueFromContainer(v.val.binary.data, "rowsDigest", 10, NULL);
+		if (cv != NULL && cv->type == jbvNumeric && dv != NULL && dv->type == jbvString)
+		{
+			uint64		count = DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(cv->val.numeric)));
+
+			t->in_parent = bo_rows_digest_parse(pnstrdup(dv->val.string.val, dv->val.string.len),
+												count, &t->parent_digest);
+		}
+		return;
+	}
+}
+
 static void
 scan_tables(BoBackupJob *job)
 {
@@ -1143,8 +1435,23 @@ scan_tables(BoBackupJob *job)
 		char	   *relid = psprintf("%u", t->relid);
 		const char *args[1] = {relid};
 
-		spi_exec("SELECT backup_offline.table_definition($1::oid::regclass)::text", 1, args, true, 1);
+		uint64		i;
+
+		spi_exec("SELECT d::text, d->>'fingerprint' "
+				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 1);
 		t->definition = spi_text(job, 0, 1);
+		t->fingerprint = spi_text(job, 0, 2);
+		spi_exec("SELECT jsonb_array_elements_text(d->'primaryKey') "
+				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 0);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(job->cxt);
+
+			t->primary_key = lappend(t->primary_key, spi_text(job, i, 1));
+			MemoryContextSwitchTo(old);
+		}
+		if (job->parent_manifest != NULL)
+			parent_entry(job, t);
 		{
 			Relation	rel = RelationIdGetRelation(t->relid);
 
@@ -1239,6 +1546,7 @@ record_failure(BoBackupJob *job)
 	StringInfoData err;
 	bool		first = true;
 
+	bo_index_remove(job->snapshot_id);
 	/* storage trouble must not keep the row from failing */
 	PG_TRY();
 	{

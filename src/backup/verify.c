@@ -44,6 +44,7 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -60,6 +61,7 @@
 #include "storage/storage.h"
 
 PG_FUNCTION_INFO_V1(bo_verify_snapshot_sql);
+PG_FUNCTION_INFO_V1(bo_rows_digest_sql);
 
 /* ---------------------------------------------------------------------
  * jsonb helpers
@@ -198,12 +200,12 @@ copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat
  * entry (their names, types and collations; no constraints).
  */
 static void
-create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name)
+create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name, bool key_only)
 {
 	StringInfoData sql;
 	JsonbContainer *def = jcontainer(entry, "definition");
 	List	   *columns = jelements(jcontainer(def, "columns"));
-	List	   *copied = jelements(jcontainer(entry, "copyColumns"));
+	List	   *copied = jelements(key_only ? jcontainer(def, "primaryKey") : jcontainer(entry, "copyColumns"));
 	ListCell   *lc;
 	ListCell   *lc2;
 	bool		first = true;
@@ -260,49 +262,138 @@ find_table(Jsonb *manifest, const char *schema, const char *name)
 	return NULL;
 }
 
+/* COPY every object of one kind of a manifest table entry into rel */
+static void
+load_objects(BoStorage *storage, JsonbContainer *entry, const char *kind, Relation rel,
+			 BoRowFormat format, const char *encoding)
+{
+	ListCell   *lc;
+
+	foreach(lc, jelements(jcontainer(entry, "objects")))
+	{
+		JsonbContainer *o = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		char	   *k = jstr(o, "kind");
+
+		if (k != NULL && strcmp(k, kind) == 0)
+		{
+			copy_object_into(storage, jstr(o, "name"), rel, format, encoding);
+			CommandCounterIncrement();
+		}
+	}
+}
+
+static BoRowFormat
+entry_format(JsonbContainer *entry, const char *schema, const char *name)
+{
+	BoRowFormat format;
+	char	   *f = jstr(entry, "format");
+
+	if (f == NULL || !bo_row_format_parse(f, &format))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("manifest gives table %s.%s an unknown format", schema, name)));
+	return format;
+}
+
 /*
- * Materialise table (schema.name of the last manifest of chain, a List of
- * Jsonb manifests from the FULL to the snapshot) as target_schema.target:
- * the newest whole copy in the chain, loaded with COPY.
+ * Apply the changes of an incremental entry to target_schema.target:
+ * delete the keys of its deletes objects, then load its upserts.
+ */
+static void
+apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
+			  const char *schema, const char *name, const char *target_schema, const char *target)
+{
+	char	   *deletes = psprintf("%s_deletes", target);
+	BoRowFormat format = entry_format(entry, schema, name);
+	List	   *keys = jelements(jcontainer(jcontainer(entry, "definition"), "primaryKey"));
+	StringInfoData sql;
+	ListCell   *lc;
+	Relation	rel;
+
+	create_table_from_entry(entry, target_schema, deletes, true);
+	CommandCounterIncrement();
+	rel = table_open(get_relname_relid(deletes, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+	load_objects(storage, entry, "deletes", rel, format, encoding);
+	table_close(rel, NoLock);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DELETE FROM %s.%s t USING %s.%s d WHERE ",
+					 quote_identifier(target_schema), quote_identifier(target),
+					 quote_identifier(target_schema), quote_identifier(deletes));
+	foreach(lc, keys)
+	{
+		JsonbValue *k = lfirst(lc);
+		const char *col = quote_identifier(pnstrdup(k->val.string.val, k->val.string.len));
+
+		appendStringInfo(&sql, "%st.%s = d.%s", lc == list_head(keys) ? "" : " AND ", col, col);
+	}
+	if (SPI_execute(sql.data, false, 0) != SPI_OK_DELETE)
+		elog(ERROR, "could not apply the deletes of %s.%s", schema, name);
+	if (SPI_execute(psprintf("DROP TABLE %s.%s", quote_identifier(target_schema), quote_identifier(deletes)),
+					false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not drop %s", deletes);
+	CommandCounterIncrement();
+
+	rel = table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+	load_objects(storage, entry, "rows", rel, format, encoding);
+	table_close(rel, NoLock);
+}
+
+/*
+ * Materialise table schema.name as of the last snapshot of chain (a List
+ * of Jsonb manifests from the FULL to that snapshot) as
+ * target_schema.target: the newest whole copy along the chain, then the
+ * changes of every later snapshot, in order.
  */
 static void
 materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
 				  const char *target_schema, const char *target)
 {
-	Jsonb	   *last = llast(chain);
-	JsonbContainer *entry = find_table(last, schema, name);
+	int			n = list_length(chain);
+	int			start = -1;
+	int			i;
+	JsonbContainer *entry;
 	Relation	rel;
-	Oid			relid;
-	ListCell   *lc;
-	BoRowFormat format;
-	char	   *encoding = jstr(&last->root, "serverEncoding");
 
-	create_table_from_entry(entry, target_schema, target);
-	CommandCounterIncrement();
-	relid = get_relname_relid(target, get_namespace_oid(target_schema, false));
-	rel = table_open(relid, RowExclusiveLock);
-	if (!bo_row_format_parse(jstr(entry, "format"), &format))
+	for (i = n - 1; i >= 0 && start < 0; i--)
+	{
+		JsonbContainer *e = find_table(list_nth(chain, i), schema, name);
+		char	   *change;
+
+		if (e == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("table %s.%s is missing from a snapshot of the chain", schema, name)));
+		change = jstr(e, "change");
+		if (change == NULL || strcmp(change, "whole") == 0)
+			start = i;
+	}
+	if (start < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("manifest gives table %s.%s an unknown format", schema, name)));
-	foreach(lc, jelements(jcontainer(entry, "objects")))
-	{
-		JsonbValue *o = lfirst(lc);
+				 errmsg("the chain holds no whole copy of table %s.%s", schema, name)));
 
-		copy_object_into(storage, jstr(o->val.binary.data, "name"), rel, format, encoding);
-		CommandCounterIncrement();
-	}
+	entry = find_table(list_nth(chain, start), schema, name);
+	create_table_from_entry(find_table(llast(chain), schema, name), target_schema, target, false);
+	CommandCounterIncrement();
+	rel = table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+	load_objects(storage, entry, "rows", rel, entry_format(entry, schema, name),
+				 jstr(&((Jsonb *) list_nth(chain, start))->root, "serverEncoding"));
 	table_close(rel, NoLock);
+
+	for (i = start + 1; i < n; i++)
+		apply_changes(storage, find_table(list_nth(chain, i), schema, name),
+					  jstr(&((Jsonb *) list_nth(chain, i))->root, "serverEncoding"),
+					  schema, name, target_schema, target);
 }
 
 /* count and rows digest of a table, encoded as format */
 static void
-table_rows_digest(Oid relid, BoRowFormat format, BoRowsDigest *out)
+table_rows_digest(Oid relid, BoRowFormat format, Snapshot source, BoRowsDigest *out)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
-	/* the rows this transaction has just loaded */
-	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	Snapshot	snapshot = RegisterSnapshot(source);
 	TableScanDesc scan = table_beginscan(rel, snapshot, 0, NULL);
 	BoRowEncoder enc;
 	HeapTuple	tuple;
@@ -553,7 +644,8 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		chain = lappend(chain, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(m))));
 	}
 
-	SPI_execute(psprintf("DROP SCHEMA IF EXISTS %s CASCADE", quote_identifier(schema)), false, 0);
+	if (OidIsValid(get_namespace_oid(schema, true)))
+		SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0);
 	SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), false, 0);
 
 	appendStringInfoString(out, "[");
@@ -581,7 +673,9 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 				elog(ERROR, "unknown format");
 			materialize_table(v->storage, chain, tschema, tname, schema, target);
 			CommandCounterIncrement();
-			table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)), format, &got);
+			/* the rows this transaction has just loaded */
+			table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)), format,
+							  GetLatestSnapshot(), &got);
 			ReleaseCurrentSubTransaction();
 			MemoryContextSwitchTo(oldcxt);
 			CurrentResourceOwner = oldowner;
@@ -719,6 +813,8 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	nestlevel = NewGUCNestLevel();
 	bo_set_job_gucs();
+	/* the scratch schema's DROP ... CASCADE is not news */
+	SetConfigOption("client_min_messages", "warning", PGC_SUSET, PGC_S_SESSION);
 
 	v.storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(storage_json))));
 	initStringInfo(&v.problems);
@@ -768,4 +864,42 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	SetUserIdAndSecContext(save_userid, save_sec);
 	SPI_finish();
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+}
+
+/*
+ * rows_digest(rel regclass) RETURNS jsonb: the row count and rows digest
+ * of a table as a backup would record them now (format, rowCount,
+ * rowsDigest), to compare a live or restored table with a manifest.
+ */
+Datum
+bo_rows_digest_sql(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	BoRowFormat format;
+	BoRowsDigest d;
+	int			nestlevel;
+	char	   *json;
+
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for table %s", get_rel_name(relid)),
+				 errhint("rows_digest reads every row: it needs SELECT on the table.")));
+	rel = table_open(relid, AccessShareLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel))));
+	format = bo_row_format_for(RelationGetDescr(rel));
+	table_close(rel, NoLock);
+
+	nestlevel = NewGUCNestLevel();
+	bo_set_job_gucs();
+	table_rows_digest(relid, format, GetActiveSnapshot(), &d);
+	AtEOXact_GUC(false, nestlevel);
+
+	json = psprintf("{\"format\": \"%s\", \"rowCount\": " UINT64_FORMAT ", \"rowsDigest\": \"%s\"}",
+					bo_row_format_name(format), d.count, bo_rows_digest_hex(&d));
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }

@@ -101,6 +101,8 @@ DECLARE
 	content_changed boolean;
 	allowed text;
 	bookkeeping CONSTANT text[] := ARRAY['updated_at', 'updated_by', 'updated_by_role', 'version'];
+	-- kept by the scheduler and the job workers, not by users
+	job_columns CONSTANT text[] := ARRAY['next_backup_at', 'last_backup_at', 'consecutive_failures'];
 BEGIN
 	-- the time zone column always follows schedule.timezone
 	NEW.timezone := coalesce(NEW.schedule->>'timezone', 'UTC');
@@ -108,6 +110,15 @@ BEGIN
 		-- an update that changes nothing is skipped: no new version, no audit row
 		IF to_jsonb(NEW) - bookkeeping = to_jsonb(OLD) - bookkeeping THEN
 			RETURN NULL;
+		END IF;
+		-- the jobs' bookkeeping alone: no new version (an application's
+		-- expectedVersion stays valid across backups), no audit row
+		IF to_jsonb(NEW) - bookkeeping - job_columns = to_jsonb(OLD) - bookkeeping - job_columns THEN
+			NEW.updated_at := OLD.updated_at;
+			NEW.updated_by := OLD.updated_by;
+			NEW.updated_by_role := OLD.updated_by_role;
+			NEW.version := OLD.version;
+			RETURN NEW;
 		END IF;
 		IF OLD.deleted_at IS NOT NULL THEN
 			RAISE EXCEPTION 'backup configuration "%" is deleted', OLD.name
@@ -230,7 +241,8 @@ BEGIN
 		  INTO changes
 		  FROM jsonb_each(new_row) n
 		 WHERE n.value IS DISTINCT FROM old_row->n.key
-		   AND n.key NOT IN ('updated_at', 'updated_by', 'updated_by_role', 'version');
+		   AND n.key NOT IN ('updated_at', 'updated_by', 'updated_by_role', 'version',
+							 'next_backup_at', 'last_backup_at', 'consecutive_failures');
 		IF changes IS NULL THEN
 			RETURN NULL;
 		END IF;

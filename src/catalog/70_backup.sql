@@ -290,6 +290,14 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'bo_verify_snapshot_sql'
 LANGUAGE C VOLATILE;
 
+-- The row count and rows digest a backup would record for a table now
+-- (README "Backups: rows digest"): compare a live or restored table with a
+-- manifest's tables[].rowsDigest.
+CREATE FUNCTION @extschema@.rows_digest(rel regclass)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'bo_rows_digest_sql'
+LANGUAGE C STRICT STABLE;
+
 -- Running backup jobs, in the manner of pg_stat_progress_*.
 CREATE FUNCTION @extschema@.backup_progress_internal(
 	OUT pid integer, OUT snapshot_id uuid, OUT configuration_id uuid, OUT organization_id uuid,
@@ -326,6 +334,7 @@ REVOKE ALL ON FUNCTION
 	@extschema@.backup_scope_tables(uuid),
 	@extschema@.table_definition(regclass),
 	@extschema@.snapshot_chain(uuid),
+	@extschema@.rows_digest(regclass),
 	@extschema@.run_backup(uuid, text, boolean),
 	@extschema@.cancel_backup(uuid),
 	@extschema@.verify_snapshot(uuid, text),
@@ -338,6 +347,7 @@ TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
 GRANT EXECUTE ON FUNCTION
 	@extschema@.snapshot_chain(uuid),
+	@extschema@.rows_digest(regclass),
 	@extschema@.backup_progress_internal()
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
