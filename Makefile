@@ -14,6 +14,7 @@ OBJS = \
 	src/schedule/cron.o \
 	src/schedule/schedule.o \
 	src/schedule/schedule_sql.o \
+	src/schedule/launcher.o \
 	src/storage/paths.o \
 	src/storage/storage.o \
 	src/storage/fs.o \

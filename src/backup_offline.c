@@ -212,6 +212,7 @@ _PG_init(void)
 		shmem_request_hook = bo_shmem_request;
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = bo_shmem_startup;
+		bo_launcher_register();
 	}
 }
 

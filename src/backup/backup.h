@@ -88,6 +88,7 @@ typedef struct BoJobSlot
 extern void bo_job_shmem_request(void);
 extern void bo_job_shmem_startup(void);
 extern bool bo_job_available(void);
+extern int	bo_job_free_slots(void);
 extern int	bo_job_start(Oid database, Oid run_as, const char *configuration_id,
 						 const pg_uuid_t *organization, const char *requested_type,
 						 const char *trigger, const char *requested_by,
@@ -198,5 +199,8 @@ extern char *bo_manifest_read(BoStorage *storage, const char *name, size_t *len)
  * ---------------------------------------------------------------------
  */
 extern void bo_set_job_gucs(void);
+
+/* the scheduler (src/schedule/launcher.c) */
+extern void bo_launcher_register(void);
 
 #endif							/* BACKUP_OFFLINE_BACKUP_H */

@@ -112,6 +112,23 @@ bo_job_available(void)
 	return job_shared != NULL;
 }
 
+/* how many job slots are free now */
+int
+bo_job_free_slots(void)
+{
+	int			i;
+	int			n = 0;
+
+	if (job_shared == NULL)
+		return 0;
+	LWLockAcquire(job_shared->lock, LW_SHARED);
+	for (i = 0; i < job_shared->nslots; i++)
+		if (job_shared->slots[i].state == BO_JOB_FREE)
+			n++;
+	LWLockRelease(job_shared->lock);
+	return n;
+}
+
 static void
 require_jobs(const char *what)
 {

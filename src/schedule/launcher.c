@@ -1,0 +1,218 @@
+/*-------------------------------------------------------------------------
+ *
+ * launcher.c
+ *		The scheduler: a background worker that starts due backups.
+ *
+ * Registered when backup_offline is in shared_preload_libraries, it runs
+ * in the database named by backup_offline.database (like pg_cron, one
+ * database per cluster).  At start it fails the snapshots a crash or
+ * restart left running (bo_backup_recover); then, every
+ * backup_offline.scheduler_interval seconds, it looks for ACTIVE
+ * configurations whose next_backup_at has passed and which are not
+ * running, and for each:
+ *
+ *	- inside its backup window (schedule.startTime .. endTime, see
+ *	  in_backup_window): starts a job worker (job.c) with the
+ *	  configuration's own type, as run_backup does;
+ *	- outside it (the server was down, or the window closed while the run
+ *	  waited for a slot): skips the run, with a LOG line;
+ *
+ * and advances next_backup_at to the next run after now, so a missed
+ * period is never run twice.  When every job slot is busy it leaves the
+ * remaining configurations due and tries again at the next round.
+ * CONTINUOUS configurations are not snapshot schedules and are skipped.
+ *
+ * IDENTIFICATION
+ *		src/schedule/launcher.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_extension.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+
+#include "backup_offline.h"
+#include "backup/backup.h"
+
+PGDLLEXPORT void bo_launcher_main(Datum main_arg);
+
+/* register the scheduler (from _PG_init, while preloading) */
+void
+bo_launcher_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	strlcpy(worker.bgw_library_name, "backup_offline", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "bo_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "backup_offline scheduler", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "backup_offline scheduler", BGW_MAXLEN);
+	RegisterBackgroundWorker(&worker);
+}
+
+/* the extension's owner, or InvalidOid when it is not installed here */
+static Oid
+extension_owner(void)
+{
+	Oid			owner = InvalidOid;
+
+	if (!OidIsValid(get_extension_oid("backup_offline", true)))
+		return InvalidOid;
+	if (SPI_execute("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'backup_offline'",
+					true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+
+		owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	return owner;
+}
+
+/*
+ * One round: start what is due.  Runs in a transaction with SPI.
+ */
+static void
+schedule_due(Oid owner)
+{
+	SPITupleTable *due;
+	uint64		ndue;
+	uint64		i;
+	char	   *owner_name = GetUserNameFromId(owner, false);
+
+	if (SPI_execute("SELECT c.id::text, c.organization_id::text, c.name, "
+					"       backup_offline.in_backup_window(c.schedule, c.timezone, now()) "
+					"  FROM backup_offline.backup_configuration c "
+					" WHERE c.deleted_at IS NULL AND c.status = 'ACTIVE' "
+					"   AND c.config_type <> 'CONTINUOUS' AND c.next_backup_at <= now() "
+					"   AND NOT EXISTS (SELECT 1 FROM backup_offline.backup_snapshot s "
+					"                    WHERE s.configuration_id = c.id "
+					"                      AND s.status IN ('PENDING', 'IN_PROGRESS')) "
+					" ORDER BY c.next_backup_at "
+					"   FOR UPDATE OF c SKIP LOCKED", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read due backup configurations");
+	due = SPI_tuptable;
+	ndue = SPI_processed;
+
+	for (i = 0; i < ndue; i++)
+	{
+		char	   *id = SPI_getvalue(due->vals[i], due->tupdesc, 1);
+		char	   *org = SPI_getvalue(due->vals[i], due->tupdesc, 2);
+		char	   *name = SPI_getvalue(due->vals[i], due->tupdesc, 3);
+		char	   *in_window = SPI_getvalue(due->vals[i], due->tupdesc, 4);
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		args[1] = {CStringGetTextDatum(id)};
+
+		if (in_window != NULL && strcmp(in_window, "t") == 0)
+		{
+			pg_uuid_t  *organization;
+
+			if (bo_job_free_slots() == 0)
+			{
+				ereport(LOG,
+						(errmsg("backup_offline scheduler: every job slot is busy; \"%s\" waits for the next round",
+								name)));
+				break;
+			}
+			organization = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(org)));
+			bo_job_start(MyDatabaseId, owner, id, organization, NULL, "SCHEDULE", owner_name, NULL, -1);
+			ereport(LOG,
+					(errmsg("backup_offline scheduler: started the scheduled backup of \"%s\"", name)));
+		}
+		else
+			ereport(LOG,
+					(errmsg("backup_offline scheduler: skipped the backup of \"%s\": outside its backup window",
+							name)));
+
+		if (SPI_execute_with_args("UPDATE backup_offline.backup_configuration c "
+								  "   SET next_backup_at = backup_offline.next_run_time(c.schedule, c.timezone, now()) "
+								  " WHERE c.id = $1::uuid",
+								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not advance next_backup_at");
+	}
+}
+
+void
+bo_launcher_main(Datum main_arg)
+{
+	volatile bool recovered = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(bo_database, NULL, 0);
+	pgstat_report_appname("backup_offline scheduler");
+	bo_set_job_gucs();
+
+	for (;;)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		PG_TRY();
+		{
+			Oid			owner;
+
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "looking for due backups");
+			owner = extension_owner();
+			if (OidIsValid(owner))
+			{
+				if (!recovered)
+				{
+					int			n = bo_backup_recover();
+
+					if (n > 0)
+						ereport(LOG,
+								(errmsg("backup_offline scheduler: failed %d interrupted snapshots", n)));
+					recovered = true;
+				}
+				schedule_due(owner);
+			}
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_CATCH();
+		{
+			/* report, and try again at the next round */
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_END_TRY();
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 (long) bo_scheduler_interval * 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
