@@ -62,6 +62,7 @@
 
 PG_FUNCTION_INFO_V1(bo_verify_snapshot_sql);
 PG_FUNCTION_INFO_V1(bo_rows_digest_sql);
+PG_FUNCTION_INFO_V1(bo_materialize_snapshot_sql);
 
 /* ---------------------------------------------------------------------
  * jsonb helpers
@@ -614,20 +615,38 @@ verify_manifest(BoVerify *v, const char *name, const char *checksum, Jsonb *cata
 	PG_END_TRY();
 }
 
+/* the name a table of the manifest gets when materialised */
+static char *
+table_target(JsonbContainer *e, List *names, bool verify)
+{
+	char	   *tname = jstr(e, "name");
+	ListCell   *lc;
+	int			same = 0;
+
+	if (verify)
+		return psprintf("t%04d", (int) jnum(e, "ordinal"));
+	foreach(lc, names)
+		same += strcmp(lfirst(lc), tname) == 0;
+	return same > 1 ? psprintf("%s_%s", jstr(e, "schema"), tname) : tname;
+}
+
 /*
- * Level restore: materialise every table of the snapshot into a scratch
- * schema and compare; appends the tables' results to out.
+ * Materialise every table of the snapshot into schema (created here) and
+ * compare each with the manifest; appends the tables' results to out.
+ * verify: a scratch schema, dropped again, tables named t<ordinal>; else
+ * the tables keep their names (schema_name when two share a name).
  */
 static void
-verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo out)
+restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo out,
+			   const char *schema, bool verify)
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
 	List	   *volatile chain = NIL;
 	uint64		i;
-	char	   *schema = psprintf("backup_offline_verify_%d", MyProcPid);
 	ListCell   *lc;
-	bool		first_table = true;
+	volatile bool first_table = true;
+	List	   *names = NIL;
 
 	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(snapshot_id));
 	if (SPI_execute_with_args("SELECT manifest::text FROM backup_offline.snapshot_chain($1)",
@@ -645,8 +664,21 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 	}
 
 	if (OidIsValid(get_namespace_oid(schema, true)))
+	{
+		if (!verify)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_SCHEMA),
+					 errmsg("schema \"%s\" already exists", schema),
+					 errhint("Materialise into a new schema: pass a name that is not in use.")));
 		SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0);
+	}
 	SPI_execute(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), false, 0);
+	if (!verify)
+	{
+		/* the table names, to see which are ambiguous */
+		foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+			names = lappend(names, jstr(((JsonbValue *) lfirst(lc))->val.binary.data, "name"));
+	}
 
 	appendStringInfoString(out, "[");
 	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
@@ -655,7 +687,7 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		JsonbContainer *e = t->val.binary.data;
 		char	   *tschema = jstr(e, "schema");
 		char	   *tname = jstr(e, "name");
-		char	   *target = psprintf("t%04d", (int) jnum(e, "ordinal"));
+		char	   *volatile target = table_target(e, names, verify);
 		char	   *expected = jstr(e, "rowsDigest");
 		uint64		expected_rows = jnum(e, "rowCount");
 		BoRowsDigest got;
@@ -718,6 +750,11 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 			escape_json(out, tschema);
 			appendStringInfo(out, ", \"name\": ");
 			escape_json(out, tname);
+			if (!verify)
+			{
+				appendStringInfo(out, ", \"restoredAs\": ");
+				escape_json(out, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
+			}
 			appendStringInfo(out, ", \"expectedRows\": " UINT64_FORMAT ", \"restoredRows\": " UINT64_FORMAT
 							 ", \"rowsDigest\": ", expected_rows, got.count);
 			escape_json(out, error ? "" : bo_rows_digest_hex(&got));
@@ -726,40 +763,110 @@ verify_restore(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		}
 	}
 	appendStringInfoString(out, "]");
-	SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0);
+	if (verify)
+		SPI_execute(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(schema)), false, 0);
 }
 
-Datum
-bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
+/* a snapshot row, as the caller sees it */
+typedef struct BoSnapshotRow
 {
 	char	   *id;
-	char	   *level_name;
-	BoVerify	v;
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		args[1];
 	char	   *number;
 	char	   *status;
 	char	   *storage_json;
 	char	   *manifest_name;
 	char	   *checksum;
 	char	   *algorithm;
-	char	   *manifest_text;
 	Jsonb	   *manifest;
+} BoSnapshotRow;
+
+/*
+ * Read snapshot id (a uuid Datum) through row-level security; it must
+ * have a manifest (COMPLETED or CORRUPTED).  SPI must be connected.
+ */
+static void
+read_snapshot(Datum id, BoSnapshotRow *row)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1] = {id};
+	char	   *manifest_text;
+
+	row->id = DatumGetCString(DirectFunctionCall1(uuid_out, id));
+	if (SPI_execute_with_args("SELECT snapshot_number, status::text, storage_location->'destination', "
+							  "       storage_location->>'manifest', checksum, checksum_algorithm::text, manifest::text "
+							  "  FROM backup_offline.backup_snapshot WHERE id = $1",
+							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the snapshot");
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("snapshot %s does not exist", row->id),
+				 errhint("Check the id; snapshots of other organizations are not visible.")));
+	row->number = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	row->status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+	row->storage_json = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+	row->manifest_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
+	row->checksum = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	row->algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
+	manifest_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
+	if (strcmp(row->status, "COMPLETED") != 0 && strcmp(row->status, "CORRUPTED") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("snapshot %s is %s: it has no manifest", row->number, row->status),
+				 errhint("Only COMPLETED and CORRUPTED snapshots have a manifest and objects.")));
+	row->manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(manifest_text)));
+}
+
+/*
+ * Become the extension's owner (the owner of the function being called)
+ * with the job's output settings, for the work on storage and scratch
+ * tables; returns the GUC nest level for leave_owner.
+ */
+static int
+become_owner(FunctionCallInfo fcinfo, Oid *save_userid, int *save_sec)
+{
+	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	Oid			owner;
+	int			nestlevel;
+
+	if (!HeapTupleIsValid(proc))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
+	ReleaseSysCache(proc);
+	GetUserIdAndSecContext(save_userid, save_sec);
+	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	nestlevel = NewGUCNestLevel();
+	bo_set_job_gucs();
+	/* the scratch schema's DROP ... CASCADE is not news */
+	SetConfigOption("client_min_messages", "warning", PGC_SUSET, PGC_S_SESSION);
+	return nestlevel;
+}
+
+static void
+leave_owner(int nestlevel, Oid save_userid, int save_sec)
+{
+	AtEOXact_GUC(false, nestlevel);
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+Datum
+bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
+{
+	char	   *level_name;
+	BoVerify	v;
+	BoSnapshotRow row;
 	Oid			save_userid;
 	int			save_sec;
 	int			nestlevel;
 	StringInfoData result;
 	StringInfoData tables;
 	ListCell   *lc;
-	HeapTuple	proc;
-	Oid			owner;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("snapshot_id is required"),
 				 errhint("Pass the id of a backup snapshot.")));
-	id = DatumGetCString(DirectFunctionCall1(uuid_out, PG_GETARG_DATUM(0)));
 	level_name = PG_ARGISNULL(1) ? "decrypt" : text_to_cstring(PG_GETARG_TEXT_PP(1));
 	memset(&v, 0, sizeof(v));
 	if (strcmp(level_name, "checksums") == 0)
@@ -774,54 +881,18 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 				 errmsg("invalid level: \"%s\"", level_name),
 				 errhint("Use checksums, decrypt or restore.")));
 
-	/* the snapshot, as the caller sees it */
 	SPI_connect();
-	args[0] = PG_GETARG_DATUM(0);
-	if (SPI_execute_with_args("SELECT snapshot_number, status::text, storage_location->'destination', "
-							  "       storage_location->>'manifest', checksum, checksum_algorithm::text, manifest::text "
-							  "  FROM backup_offline.backup_snapshot WHERE id = $1",
-							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the snapshot");
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("snapshot %s does not exist", id),
-				 errhint("Check the id; snapshots of other organizations are not visible.")));
-	number = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-	storage_json = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
-	manifest_name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4);
-	checksum = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
-	algorithm = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
-	manifest_text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 7);
-	if (strcmp(status, "COMPLETED") != 0 && strcmp(status, "CORRUPTED") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("snapshot %s is %s: there is nothing to verify", number, status),
-				 errhint("Only COMPLETED and CORRUPTED snapshots have a manifest and objects.")));
-	manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(manifest_text)));
-	if (!bo_digest_parse(algorithm, &v.digest))
-		elog(ERROR, "unknown checksum algorithm \"%s\"", algorithm);
+	read_snapshot(PG_GETARG_DATUM(0), &row);
+	if (!bo_digest_parse(row.algorithm, &v.digest))
+		elog(ERROR, "unknown checksum algorithm \"%s\"", row.algorithm);
+	nestlevel = become_owner(fcinfo, &save_userid, &save_sec);
 
-	/* the rest as the extension's owner, with the job's output settings */
-	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-	if (!HeapTupleIsValid(proc))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
-	ReleaseSysCache(proc);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	nestlevel = NewGUCNestLevel();
-	bo_set_job_gucs();
-	/* the scratch schema's DROP ... CASCADE is not news */
-	SetConfigOption("client_min_messages", "warning", PGC_SUSET, PGC_S_SESSION);
-
-	v.storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(storage_json))));
+	v.storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(row.storage_json))));
 	initStringInfo(&v.problems);
 	initStringInfo(&tables);
 
-	verify_manifest(&v, manifest_name, checksum, manifest);
-	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	verify_manifest(&v, row.manifest_name, row.checksum, row.manifest);
+	foreach(lc, jelements(jcontainer(&row.manifest->root, "tables")))
 	{
 		JsonbValue *t = lfirst(lc);
 		ListCell   *lc2;
@@ -830,11 +901,11 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 			verify_object_entry(&v, ((JsonbValue *) lfirst(lc2))->val.binary.data);
 	}
 	if (v.level == BO_VERIFY_RESTORE && v.nproblems == 0)
-		verify_restore(&v, id, manifest, &tables);
+		restore_tables(&v, row.id, row.manifest, &tables, psprintf("backup_offline_verify_%d", MyProcPid), true);
 
 	initStringInfo(&result);
-	appendStringInfo(&result, "{\"snapshotId\": \"%s\", \"snapshotNumber\": ", id);
-	escape_json(&result, number);
+	appendStringInfo(&result, "{\"snapshotId\": \"%s\", \"snapshotNumber\": ", row.id);
+	escape_json(&result, row.number);
 	appendStringInfo(&result, ", \"level\": \"%s\", \"valid\": %s, \"objects\": " UINT64_FORMAT
 					 ", \"storedBytes\": " UINT64_FORMAT ", \"problems\": [%s]",
 					 level_name, v.nproblems == 0 ? "true" : "false", v.objects, v.bytes, v.problems.data);
@@ -860,9 +931,64 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 			elog(ERROR, "could not record the verification");
 	}
 
-	AtEOXact_GUC(false, nestlevel);
-	SetUserIdAndSecContext(save_userid, save_sec);
+	leave_owner(nestlevel, save_userid, save_sec);
 	SPI_finish();
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+}
+
+/*
+ * materialize_snapshot(snapshot_id uuid, target_schema name) RETURNS jsonb
+ *
+ * The engine restores build on: the snapshot's chain materialised into a
+ * new schema, one table per table of the manifest (columns, types and
+ * rows; no constraints or indexes), each compared with the manifest.  Any
+ * damage or difference is an ERROR and leaves nothing behind.
+ */
+Datum
+bo_materialize_snapshot_sql(PG_FUNCTION_ARGS)
+{
+	BoVerify	v;
+	BoSnapshotRow row;
+	char	   *schema;
+	Oid			save_userid;
+	int			save_sec;
+	int			nestlevel;
+	StringInfoData tables;
+	StringInfoData result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s is required", PG_ARGISNULL(0) ? "snapshot_id" : "target_schema"),
+				 errhint("Pass a snapshot id and the name of a schema that does not exist yet.")));
+	schema = NameStr(*PG_GETARG_NAME(1));
+	memset(&v, 0, sizeof(v));
+	v.level = BO_VERIFY_RESTORE;
+
+	SPI_connect();
+	read_snapshot(PG_GETARG_DATUM(0), &row);
+	if (!bo_digest_parse(row.algorithm, &v.digest))
+		elog(ERROR, "unknown checksum algorithm \"%s\"", row.algorithm);
+	nestlevel = become_owner(fcinfo, &save_userid, &save_sec);
+	v.storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(row.storage_json))));
+	initStringInfo(&v.problems);
+	initStringInfo(&tables);
+	restore_tables(&v, row.id, row.manifest, &tables, schema, false);
+	if (v.nproblems > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("snapshot %s could not be materialised", row.number),
+				 errdetail("Problems: [%s]", v.problems.data),
+				 errhint("verify_snapshot(id, 'decrypt') tells which objects are damaged.")));
+	leave_owner(nestlevel, save_userid, save_sec);
+	SPI_finish();
+
+	initStringInfo(&result);
+	appendStringInfo(&result, "{\"snapshotId\": \"%s\", \"snapshotNumber\": ", row.id);
+	escape_json(&result, row.number);
+	appendStringInfoString(&result, ", \"schema\": ");
+	escape_json(&result, schema);
+	appendStringInfo(&result, ", \"tables\": %s}", tables.len > 0 ? tables.data : "[]");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
 }
 

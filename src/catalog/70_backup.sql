@@ -290,6 +290,14 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'bo_verify_snapshot_sql'
 LANGUAGE C VOLATILE;
 
+-- The snapshot's chain materialised into a new schema (columns and rows,
+-- no constraints or indexes), each table compared with the manifest: the
+-- engine restores build on.  An ERROR leaves nothing behind.
+CREATE FUNCTION @extschema@.materialize_snapshot(snapshot_id uuid, target_schema name)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'bo_materialize_snapshot_sql'
+LANGUAGE C VOLATILE;
+
 -- The row count and rows digest a backup would record for a table now
 -- (README "Backups: rows digest"): compare a live or restored table with a
 -- manifest's tables[].rowsDigest.
@@ -338,6 +346,7 @@ REVOKE ALL ON FUNCTION
 	@extschema@.run_backup(uuid, text, boolean),
 	@extschema@.cancel_backup(uuid),
 	@extschema@.verify_snapshot(uuid, text),
+	@extschema@.materialize_snapshot(uuid, name),
 	@extschema@.backup_progress_internal()
 FROM PUBLIC;
 
@@ -357,6 +366,7 @@ GRANT EXECUTE ON FUNCTION
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT EXECUTE ON FUNCTION @extschema@.verify_snapshot(uuid, text)
 TO backup_offline_admin, backup_offline_operator, backup_offline_auditor;
+GRANT EXECUTE ON FUNCTION @extschema@.materialize_snapshot(uuid, name) TO backup_offline_admin;
 
 ALTER TABLE @extschema@.backup_snapshot ENABLE ROW LEVEL SECURITY;
 CREATE POLICY organization_rows ON @extschema@.backup_snapshot
