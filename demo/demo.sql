@@ -1,5 +1,6 @@
--- backup_offline demo: a home-care agency's schema, its entity registry, and
--- SPEC.md's example backup configurations with their next runs.
+-- backup_offline demo: a home-care agency's schema, its entity registry,
+-- SPEC.md's example backup configurations with their next runs, and
+-- backups: FULL, INCREMENTAL, verification, a snapshot materialised.
 \set ECHO queries
 SET timezone = 'America/Chicago';
 CREATE EXTENSION backup_offline;
@@ -109,6 +110,68 @@ SELECT backup_offline.set_backup_configuration_status(:'daily_id', 'ACTIVE');
 SELECT name, version, status, schedule->>'frequency' AS frequency, next_backup_at
   FROM backup_offline.backup_configuration WHERE id = :'daily_id';
 RESET backup_offline.organization_id;
+
+-- Backups.  Some rows first.
+SELECT setseed(0.42);
+INSERT INTO care.clients SELECT gen_random_uuid(), '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL,
+	'Client ' || g, DATE '1930-01-01' + (g * 37) % 25000, jsonb_build_object('city', 'Austin', 'zip', 78700 + g % 50)
+  FROM generate_series(1, 500) g;
+INSERT INTO care.caregivers SELECT gen_random_uuid(), '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL, 'Caregiver ' || g
+  FROM generate_series(1, 40) g;
+INSERT INTO care.visits SELECT gen_random_uuid(), c.id, NULL, NULL, DATE '2026-10-01' + g % 50,
+	jsonb_build_array(jsonb_build_object('task', 'bathing', 'done', g % 3 = 0), jsonb_build_object('task', 'meals', 'done', true)),
+	repeat('Client was in good spirits; vitals normal. ', 1 + g % 20)
+  FROM generate_series(1, 4000) g, LATERAL (SELECT id FROM care.clients ORDER BY id OFFSET g % 500 LIMIT 1) c;
+INSERT INTO care.evv_records SELECT gen_random_uuid(), v.id, NULL, v.client_id,
+	v.visit_date + time '08:00', v.visit_date + time '10:30', 30.267153 + random() / 100, -97.743057 + random() / 100
+  FROM care.visits v;
+
+-- a key-encryption key: 32 random bytes in a file of the key directory
+-- (backup_offline.key_directory, readable by the server only), named by
+-- backup_offline.default_key_id
+DO $$ BEGIN
+	EXECUTE format('COPY (SELECT 1) TO PROGRAM %L',
+		'umask 077; head -c 32 /dev/urandom > ' || current_setting('backup_offline.key_directory') || '/demo.key');
+END $$;
+ALTER SYSTEM SET backup_offline.default_key_id = 'demo';
+SELECT pg_reload_conf(), pg_sleep(0.2);
+
+-- a FULL backup of the daily configuration's scope, in a job worker: one
+-- MVCC snapshot for all tables, each table one compressed, encrypted
+-- object in COPY format, and a manifest written last
+SELECT backup_offline.run_backup(:'daily_id', 'FULL') AS full_id \gset
+SELECT snapshot_number, backup_type, status, data_metrics->>'tableCount' AS tables,
+	   data_metrics->>'rowCount' AS rows, data_metrics->>'plaintextBytes' AS plaintext_bytes,
+	   data_metrics->>'storedBytes' AS stored_bytes
+  FROM backup_offline.backup_snapshot WHERE id = :'full_id';
+
+-- some work of the day, then an INCREMENTAL: only the changed rows, and
+-- the keys of deleted ones
+UPDATE care.visits SET notes = notes || ' Follow-up call scheduled.' WHERE visit_date = DATE '2026-10-07';
+DELETE FROM care.evv_records WHERE clock_in::date = DATE '2026-10-08';
+INSERT INTO care.clients SELECT gen_random_uuid(), '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL, 'New client ' || g, DATE '1950-05-05', '{}'
+  FROM generate_series(1, 5) g;
+SELECT backup_offline.run_backup(:'daily_id', 'INCREMENTAL') AS incr_id \gset
+SELECT s.snapshot_number, s.backup_type, t->>'name' AS table_name, t->>'change' AS change,
+	   t->>'upsertedRows' AS upserted, t->>'deletedRows' AS deleted, t->>'rowCount' AS rows,
+	   t->>'pagesRead' AS pages_read, t->>'pagesSkipped' AS pages_skipped
+  FROM backup_offline.backup_snapshot s, jsonb_array_elements(s.manifest->'tables') t
+ WHERE s.id = :'incr_id' ORDER BY 3;
+SELECT snapshot_number, (data_metrics->>'storedBytes')::bigint AS stored_bytes
+  FROM backup_offline.backup_snapshot ORDER BY created_at;
+
+-- verification: stored bytes, then decryption, then a restore of the
+-- chain (FULL + INCREMENTAL) into a scratch schema compared table by table
+SELECT backup_offline.verify_snapshot(:'incr_id', 'checksums')->>'valid' AS checksums_valid;
+SELECT backup_offline.verify_snapshot(:'incr_id', 'decrypt')->>'valid' AS decrypt_valid;
+SELECT t->>'name' AS table_name, t->>'restoredRows' AS restored_rows, t->>'equal' AS equal
+  FROM jsonb_array_elements(backup_offline.verify_snapshot(:'incr_id', 'restore')->'tables') t ORDER BY 1;
+
+-- the FULL as it was, materialised next to the live tables: the visits
+-- changed since
+SELECT backup_offline.materialize_snapshot(:'full_id', 'as_of_full')->'tables' IS NOT NULL AS materialised;
+SELECT count(*) AS visits_changed_since_full
+  FROM care.visits v JOIN as_of_full.visits o USING (id) WHERE v.notes IS DISTINCT FROM o.notes;
 
 -- an application role of another organization sees none of these rows and
 -- cannot read the audit log
