@@ -181,6 +181,7 @@ extern void bo_index_finish(BoIndexWriter *w);
 extern BoIndexChain *bo_index_chain_open(List *chain, Oid relid, Oid relfilenode,
 										 const char *fingerprint, const char **reason);
 extern BlockNumber bo_index_chain_nblocks(BoIndexChain *c);
+extern void bo_index_chain_close(BoIndexChain *c);
 extern const BoIndexEntry *bo_index_chain_block(BoIndexChain *c, BlockNumber block, int *count);
 
 /* ---------------------------------------------------------------------

@@ -71,10 +71,11 @@ struct BoIndexWriter
 typedef struct BoIndexFile
 {
 	char	   *path;
-	int			fd;
-	char	   *buf;
-	size_t		len;
-	size_t		pos;
+	int			fd;				/* open while records are read */
+	char	   *buf;			/* INDEX_BUFSIZE bytes of the file */
+	size_t		len;			/* valid bytes in buf */
+	size_t		pos;			/* next byte in buf */
+	uint64		remaining;		/* bytes of records not yet in buf */
 	BlockNumber nblocks;
 	BlockNumber valid_below;	/* records at or above are dropped */
 	bool		has_record;		/* next record read into below */
@@ -232,65 +233,114 @@ bo_index_finish(BoIndexWriter *w)
  * Reading a chain
  * ---------------------------------------------------------------------
  */
+/* fill the buffer again, keeping its unread bytes */
+static void
+file_refill(BoIndexFile *f)
+{
+	size_t		keep = f->len - f->pos;
+	size_t		want;
+	ssize_t		got;
+
+	memmove(f->buf, f->buf + f->pos, keep);
+	f->len = keep;
+	f->pos = 0;
+	want = Min((uint64) (INDEX_BUFSIZE - keep), f->remaining);
+	if (want == 0)
+		return;
+	got = read(f->fd, f->buf + keep, want);
+	if (got != (ssize_t) want)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read row index \"%s\": %m", f->path)));
+	f->len += want;
+	f->remaining -= want;
+}
+
+/* the next n bytes (n <= INDEX_BUFSIZE / 2), or NULL at the end */
+static const char *
+file_bytes(BoIndexFile *f, size_t n)
+{
+	const char *p;
+
+	if (f->len - f->pos < n)
+		file_refill(f);
+	if (f->len - f->pos < n)
+		return NULL;
+	p = f->buf + f->pos;
+	f->pos += n;
+	return p;
+}
+
 static bool
 file_read(BoIndexFile *f, void *out, size_t n)
 {
-	if (f->pos + n > f->len)
+	const char *p = file_bytes(f, n);
+
+	if (p == NULL)
 		return false;
-	memcpy(out, f->buf + f->pos, n);
-	f->pos += n;
+	memcpy(out, p, n);
 	return true;
 }
 
 /*
- * Load and check one file: it must exist, carry a valid CRC and the
- * expected relfilenode and fingerprint.  *reason says why not.
+ * Open and check one file: it must exist, carry a valid CRC (checked in
+ * a first pass over the file) and the expected relfilenode and
+ * fingerprint.  *reason says why not.  Memory: one buffer, whatever the
+ * file's size.
  */
 static bool
 file_load(BoIndexFile *f, Oid relfilenode, const char *fingerprint, bool *whole,
 		  const char **reason)
 {
 	struct stat st;
-	int			fd;
 	pg_crc32c	crc;
 	pg_crc32c	stored;
 	char		magic[8];
 	uint32		u = 0;
 	uint8		b = 0;
 	char		fp[256];
+	uint64		left;
 
-	fd = OpenTransientFile(f->path, O_RDONLY | PG_BINARY);
-	if (fd < 0)
+	f->fd = OpenTransientFile(f->path, O_RDONLY | PG_BINARY);
+	if (f->fd < 0)
 	{
 		*reason = "the row index of the parent is missing on this server";
 		return false;
 	}
-	if (fstat(fd, &st) != 0 || st.st_size < 30 || st.st_size > MaxAllocHugeSize)
+	if (fstat(f->fd, &st) != 0 || st.st_size < 30)
 	{
-		CloseTransientFile(fd);
 		*reason = "the row index of the parent is damaged";
 		return false;
 	}
-	f->len = st.st_size;
-	f->buf = MemoryContextAllocHuge(CurrentMemoryContext, f->len);
-	if (read(fd, f->buf, f->len) != (ssize_t) f->len)
+	f->buf = palloc(INDEX_BUFSIZE);
+	INIT_CRC32C(crc);
+	for (left = st.st_size - 4; left > 0;)
 	{
-		CloseTransientFile(fd);
+		size_t		n = Min(left, (uint64) INDEX_BUFSIZE);
+
+		if (read(f->fd, f->buf, n) != (ssize_t) n)
+		{
+			*reason = "the row index of the parent could not be read";
+			return false;
+		}
+		COMP_CRC32C(crc, f->buf, n);
+		left -= n;
+		CHECK_FOR_INTERRUPTS();
+	}
+	FIN_CRC32C(crc);
+	if (read(f->fd, &stored, 4) != 4 || !EQ_CRC32C(crc, stored))
+	{
+		*reason = "the row index of the parent is damaged";
+		return false;
+	}
+	if (lseek(f->fd, 0, SEEK_SET) != 0)
+	{
 		*reason = "the row index of the parent could not be read";
 		return false;
 	}
-	CloseTransientFile(fd);
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, f->buf, f->len - 4);
-	FIN_CRC32C(crc);
-	memcpy(&stored, f->buf + f->len - 4, 4);
-	if (!EQ_CRC32C(crc, stored))
-	{
-		*reason = "the row index of the parent is damaged";
-		return false;
-	}
-	f->len -= 4;
+	f->len = 0;
 	f->pos = 0;
+	f->remaining = st.st_size - 4;
 	if (!file_read(f, magic, 8) || memcmp(magic, INDEX_MAGIC, 8) != 0)
 	{
 		*reason = "the row index of the parent has an unknown format";
@@ -344,14 +394,17 @@ file_next(BoIndexFile *f)
 	{
 		BoIndexEntry *e = &f->next_entries[i];
 
+		const char *key;
+
 		if (!file_read(f, &e->offset, 2) || !file_read(f, &e->xmin, 4) ||
 			!file_read(f, e->hash, 16) || !file_read(f, &e->keylen, 2) ||
-			f->pos + e->keylen > f->len)
+			(key = file_bytes(f, e->keylen)) == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("row index \"%s\" is truncated", f->path)));
-		e->key = f->buf + f->pos;
-		f->pos += e->keylen;
+		/* the buffer moves on: the record keeps its own copy */
+		e->key = MemoryContextAlloc(f->cxt, Max(e->keylen, 1));
+		memcpy(e->key, key, e->keylen);
 	}
 	f->has_record = true;
 }
@@ -444,4 +497,18 @@ bo_index_chain_block(BoIndexChain *c, BlockNumber block, int *count)
 		}
 	}
 	return result;
+}
+
+/* close the files of a chain */
+void
+bo_index_chain_close(BoIndexChain *c)
+{
+	int			i;
+
+	for (i = 0; i < c->nfiles; i++)
+	{
+		if (c->files[i].fd >= 0)
+			CloseTransientFile(c->files[i].fd);
+		c->files[i].fd = -1;
+	}
 }

@@ -1227,6 +1227,8 @@ backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot sna
 	part_finish(&ts.rows);
 	if (ts.index != NULL)
 		bo_index_finish(ts.index);
+	if (chain != NULL)
+		bo_index_chain_close(chain);
 	t->rows = t->digest.count;
 	FreeAccessStrategy(strategy);
 	MemoryContextDelete(ts.blockcxt);
