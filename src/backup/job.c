@@ -44,6 +44,8 @@
 #include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/syscache.h"
@@ -713,9 +715,36 @@ bo_backup_progress_sql(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int			i;
 
+	bool		all = superuser();
+	Datum	   *orgs = NULL;
+	int			norgs = 0;
+
 	InitMaterializedSRF(fcinfo, 0);
 	if (job_shared == NULL)
 		return (Datum) 0;
+
+	/* only the caller's organizations, as row-level security would show them */
+	if (!all)
+	{
+		bool		isnull;
+		Datum		d;
+
+		SPI_connect();
+		if (SPI_execute("SELECT backup_offline.sees_all_organizations(), "
+						"       backup_offline.current_organization_ids()", true, 1) != SPI_OK_SELECT)
+			elog(ERROR, "could not read the caller's organizations");
+		all = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) && !isnull;
+		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+		if (!isnull)
+		{
+			MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+
+			deconstruct_array(DatumGetArrayTypePCopy(d), UUIDOID, UUID_LEN, false, TYPALIGN_CHAR,
+							  &orgs, NULL, &norgs);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+	}
 
 	for (i = 0; i < job_shared->nslots; i++)
 	{
@@ -728,6 +757,16 @@ bo_backup_progress_sql(PG_FUNCTION_ARGS)
 		LWLockRelease(job_shared->lock);
 		if (s.state != BO_JOB_RUNNING || !s.have_snapshot)
 			continue;
+		if (!all)
+		{
+			int			k;
+			bool		mine = false;
+
+			for (k = 0; k < norgs && !mine; k++)
+				mine = memcmp(DatumGetUUIDP(orgs[k]), &s.organization_id, sizeof(pg_uuid_t)) == 0;
+			if (!mine)
+				continue;
+		}
 
 		values[0] = Int32GetDatum(s.worker_pid);
 		values[1] = UUIDPGetDatum(&s.snapshot_id);

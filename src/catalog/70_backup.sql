@@ -306,7 +306,9 @@ RETURNS jsonb
 AS 'MODULE_PATHNAME', 'bo_rows_digest_sql'
 LANGUAGE C STRICT STABLE;
 
--- Running backup jobs, in the manner of pg_stat_progress_*.
+-- Running backup jobs, in the manner of pg_stat_progress_*.  The function
+-- returns only jobs of the caller's organizations (all for superusers and
+-- all-organizations members); the view repeats the filter.
 CREATE FUNCTION @extschema@.backup_progress_internal(
 	OUT pid integer, OUT snapshot_id uuid, OUT configuration_id uuid, OUT organization_id uuid,
 	OUT backup_type text, OUT phase text, OUT current_table text,
