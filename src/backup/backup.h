@@ -70,6 +70,7 @@ typedef struct BoJobSlot
 	char		trigger[16];	/* MANUAL, SCHEDULE */
 	char		requested_by[NAMEDATALEN];
 	char		requested_by_user[40];	/* uuid text or "" */
+	int			compression_workers;	/* the requester's setting, -1: the server's */
 	/* set by the worker */
 	bool		have_snapshot;
 	pg_uuid_t	snapshot_id;

@@ -298,6 +298,13 @@ bo_backup_worker_main(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(slot->database, slot->run_as, 0);
 	pgstat_report_appname("backup_offline job");
 	bo_set_job_gucs();
+	if (slot->compression_workers >= 0)
+	{
+		char		value[16];
+
+		snprintf(value, sizeof(value), "%d", slot->compression_workers);
+		SetConfigOption("backup_offline.compression_workers", value, PGC_USERSET, PGC_S_SESSION);
+	}
 
 	bo_backup_run(slot);
 
@@ -491,6 +498,8 @@ bo_job_start(Oid database, Oid run_as, const char *configuration_id,
 	strlcpy(slot->requested_by_user, requested_by_user ? requested_by_user : "",
 			sizeof(slot->requested_by_user));
 	slot->requester_procno = requester_procno;
+	/* a waiting caller's compression_workers applies to its backup */
+	slot->compression_workers = requester_procno >= 0 ? bo_compression_workers : -1;
 	start_worker(index);
 	return index;
 }

@@ -1497,6 +1497,30 @@ scan_tables(BoBackupJob *job)
  * Step 4 and failure
  * ---------------------------------------------------------------------
  */
+/*
+ * Keep the row indexes a next backup of this configuration can use: those
+ * of the new snapshot's chain (the parent of an INCREMENTAL) and of the
+ * newest COMPLETED FULL (the parent of a DIFFERENTIAL); remove the others,
+ * so the local index takes the room of about one chain.  An incremental
+ * whose parent's index is gone copies its tables whole.
+ */
+static void
+prune_row_indexes(BoBackupJob *job)
+{
+	const char *args[2] = {job->configuration_id, job->snapshot_id};
+	uint64		i;
+
+	spi_exec("SELECT s.id::text FROM backup_offline.backup_snapshot s "
+			 " WHERE s.configuration_id = $1::uuid "
+			 "   AND s.id NOT IN (SELECT c.id FROM backup_offline.snapshot_chain($2::uuid) c) "
+			 "   AND s.id IS DISTINCT FROM (SELECT f.id FROM backup_offline.backup_snapshot f "
+			 "                               WHERE f.configuration_id = $1::uuid AND f.backup_type = 'FULL' "
+			 "                                 AND f.status = 'COMPLETED' ORDER BY f.completed_at DESC LIMIT 1)",
+			 2, args, true, 0);
+	for (i = 0; i < SPI_processed; i++)
+		bo_index_remove(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+}
+
 static void
 complete_snapshot(BoBackupJob *job)
 {
@@ -1526,6 +1550,7 @@ complete_snapshot(BoBackupJob *job)
 	spi_exec("UPDATE backup_offline.backup_configuration "
 			 "   SET last_backup_at = now(), consecutive_failures = 0 WHERE id = $1::uuid",
 			 1, &args[8], false, 0);
+	prune_row_indexes(job);
 }
 
 /* what failure leaves behind, run in a fresh transaction */
