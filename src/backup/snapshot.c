@@ -1443,7 +1443,8 @@ scan_tables(BoBackupJob *job)
 				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 1);
 		t->definition = spi_text(job, 0, 1);
 		t->fingerprint = spi_text(job, 0, 2);
-		spi_exec("SELECT jsonb_array_elements_text(d->'primaryKey') "
+		spi_exec("SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(d->'primaryKey') = 'array' "
+				 "                                      THEN d->'primaryKey' ELSE '[]' END) "
 				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 0);
 		for (i = 0; i < SPI_processed; i++)
 		{

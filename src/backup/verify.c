@@ -861,6 +861,7 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	StringInfoData result;
 	StringInfoData tables;
 	ListCell   *lc;
+	Datum		out;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -932,8 +933,10 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	}
 
 	leave_owner(nestlevel, save_userid, save_sec);
+	/* everything above lives in SPI's memory: copy the result out first */
+	out = SPI_datumTransfer(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)), false, -1);
 	SPI_finish();
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+	PG_RETURN_DATUM(out);
 }
 
 /*
@@ -955,6 +958,7 @@ bo_materialize_snapshot_sql(PG_FUNCTION_ARGS)
 	int			nestlevel;
 	StringInfoData tables;
 	StringInfoData result;
+	Datum		out;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -981,7 +985,6 @@ bo_materialize_snapshot_sql(PG_FUNCTION_ARGS)
 				 errdetail("Problems: [%s]", v.problems.data),
 				 errhint("verify_snapshot(id, 'decrypt') tells which objects are damaged.")));
 	leave_owner(nestlevel, save_userid, save_sec);
-	SPI_finish();
 
 	initStringInfo(&result);
 	appendStringInfo(&result, "{\"snapshotId\": \"%s\", \"snapshotNumber\": ", row.id);
@@ -989,7 +992,10 @@ bo_materialize_snapshot_sql(PG_FUNCTION_ARGS)
 	appendStringInfoString(&result, ", \"schema\": ");
 	escape_json(&result, schema);
 	appendStringInfo(&result, ", \"tables\": %s}", tables.len > 0 ? tables.data : "[]");
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)));
+	/* everything above lives in SPI's memory: copy the result out first */
+	out = SPI_datumTransfer(DirectFunctionCall1(jsonb_in, CStringGetDatum(result.data)), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(out);
 }
 
 /*
