@@ -337,6 +337,28 @@ check_cancel(BoBackupJob *job)
  */
 
 /*
+ * One more consecutive failure of a configuration; SUSPENDED when it
+ * reaches backup_offline.suspend_after_failures.
+ */
+static void
+count_failure(const char *configuration_id)
+{
+	const char *args[2];
+
+	args[0] = configuration_id;
+	args[1] = psprintf("%d", bo_suspend_after_failures);
+	spi_exec("UPDATE backup_offline.backup_configuration c "
+			 "   SET consecutive_failures = c.consecutive_failures + 1, "
+			 "       status = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
+			 "                     AND c.status = 'ACTIVE' THEN 'SUSPENDED' ELSE c.status END, "
+			 "       status_reason = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
+			 "                     AND c.status = 'ACTIVE' "
+			 "                     THEN format('suspended after %s consecutive failed backups', c.consecutive_failures + 1) "
+			 "                     ELSE c.status_reason END "
+			 " WHERE c.id = $1::uuid", 2, args, false, 0);
+}
+
+/*
  * Delete every object of a snapshot, its manifest first, so that a
  * half-deleted snapshot is never mistaken for a committed one.  Returns
  * the number of objects deleted.
@@ -372,6 +394,8 @@ delete_snapshot_objects(const char *storage_json, const char *prefix)
 			n++;
 		}
 	}
+	/* what puts interrupted by a crash left: the prefix is the snapshot's alone */
+	n += bo_storage_cleanup(storage, prefix, 0);
 	return n;
 }
 
@@ -390,7 +414,7 @@ bo_backup_recover(void)
 	volatile uint64 nrows;
 
 	spi_exec("SELECT s.id::text, s.snapshot_number, s.storage_location->'destination', "
-			 "       s.storage_location->>'prefix' "
+			 "       s.storage_location->>'prefix', s.configuration_id::text "
 			 "  FROM backup_offline.backup_snapshot s "
 			 " WHERE s.status IN ('PENDING', 'IN_PROGRESS') "
 			 "   FOR UPDATE SKIP LOCKED", 0, NULL, false, 0);
@@ -402,6 +426,7 @@ bo_backup_recover(void)
 		char	   *number = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
 		char	   *storage = SPI_getvalue(rows->vals[i], rows->tupdesc, 3);
 		char	   *prefix = SPI_getvalue(rows->vals[i], rows->tupdesc, 4);
+		char	   *configuration = SPI_getvalue(rows->vals[i], rows->tupdesc, 5);
 		pg_uuid_t  *uuid = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(id)));
 		char	   *removal = NULL;
 		const char *args[2];
@@ -443,6 +468,8 @@ bo_backup_recover(void)
 				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
 				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
 				 " WHERE id = $1::uuid", 2, args, false, 0);
+		/* a job that keeps dying counts towards suspension like one that fails */
+		count_failure(configuration);
 		ereport(LOG,
 				(errmsg("backup_offline: snapshot %s failed: %s", number, args[1])));
 		failed++;
@@ -1604,21 +1631,11 @@ record_failure(BoBackupJob *job)
 	args[1] = status;
 	args[2] = f->edata->message;
 	args[3] = err.data;
-	args[4] = job->configuration_id;
-	args[5] = psprintf("%d", bo_suspend_after_failures);
 	spi_exec("UPDATE backup_offline.backup_snapshot "
 			 "   SET status = $2::backup_offline.snapshot_status, status_reason = $3, error = $4::jsonb, "
 			 "       completed_at = now() WHERE id = $1::uuid", 4, args, false, 0);
 	if (!f->cancelled)
-		spi_exec("UPDATE backup_offline.backup_configuration c "
-				 "   SET consecutive_failures = c.consecutive_failures + 1, "
-				 "       status = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
-				 "                     AND c.status = 'ACTIVE' THEN 'SUSPENDED' ELSE c.status END, "
-				 "       status_reason = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
-				 "                     AND c.status = 'ACTIVE' "
-				 "                     THEN format('suspended after %s consecutive failed backups', c.consecutive_failures + 1) "
-				 "                     ELSE c.status_reason END "
-				 " WHERE c.id = $1::uuid", 2, &args[4], false, 0);
+		count_failure(job->configuration_id);
 }
 
 /* run fn(job) in its own transaction with SPI and a snapshot */

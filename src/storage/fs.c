@@ -1286,18 +1286,26 @@ fs_delete(BoStorage *storage, const char *name)
 }
 
 /*
- * Remove temporary files not modified for older_than_seconds.
+ * Remove temporary files not modified for older_than_seconds, in the
+ * directory prefix names and below.
  */
 static int
-fs_cleanup(BoStorage *storage, int64 older_than_seconds)
+fs_cleanup(BoStorage *storage, const char *prefix, int64 older_than_seconds)
 {
 	FsWalk		walk = {0};
+	char	   *start = pstrdup(prefix);
 
+	/* the directory the prefix names (it ends in '/') */
+	if (start[0] != '\0')
+	{
+		start[strlen(start) - 1] = '\0';
+		(void) bo_confine_path(object_path((FsStorage *) storage->private, start), FS_FIELD);
+	}
 	walk.fs = (FsStorage *) storage->private;
-	walk.prefix = "";
+	walk.prefix = prefix;
 	walk.cleanup = true;
 	walk.cutoff = GetCurrentTimestamp() - older_than_seconds * USECS_PER_SEC;
-	fs_walk(&walk, "");
+	fs_walk(&walk, start);
 	return walk.removed;
 }
 

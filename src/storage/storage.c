@@ -536,16 +536,24 @@ bo_storage_delete(BoStorage *storage, const char *name)
 
 /*
  * Remove temporary objects left by puts that never finished (a crash, a
- * kill -9) and untouched for at least older_than_seconds; returns how many.
+ * kill -9) and untouched for at least older_than_seconds, under prefix (a
+ * "directory" ending in '/', or "" for the whole destination); returns how
+ * many.
  */
 int
-bo_storage_cleanup(BoStorage *storage, int64 older_than_seconds)
+bo_storage_cleanup(BoStorage *storage, const char *prefix, int64 older_than_seconds)
 {
 	if (older_than_seconds < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("older_than must not be negative")));
-	return storage->driver->cleanup(storage, older_than_seconds);
+	if (prefix[0] != '\0')
+	{
+		bo_storage_check_prefix(prefix);
+		if (prefix[strlen(prefix) - 1] != '/')
+			elog(ERROR, "storage cleanup prefix \"%s\" does not end in '/'", prefix);
+	}
+	return storage->driver->cleanup(storage, prefix, older_than_seconds);
 }
 
 /*
@@ -718,5 +726,5 @@ bo_storage_cleanup_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("older_than must not be negative"),
 				 errhint("Give an interval such as '1 hour'.")));
-	PG_RETURN_INT32(bo_storage_cleanup(storage, seconds));
+	PG_RETURN_INT32(bo_storage_cleanup(storage, "", seconds));
 }

@@ -82,7 +82,8 @@ extern bool bo_storage_stat(BoStorage *storage, const char *name,
 							BoStorageStat *out);
 extern List *bo_storage_list(BoStorage *storage, const char *prefix);
 extern void bo_storage_delete(BoStorage *storage, const char *name);
-extern int	bo_storage_cleanup(BoStorage *storage, int64 older_than_seconds);
+extern int	bo_storage_cleanup(BoStorage *storage, const char *prefix,
+							   int64 older_than_seconds);
 
 /*
  * Driver interface: only for drivers inside storage/.
@@ -118,7 +119,8 @@ typedef struct BoStorageDriver
 	bool		(*stat) (BoStorage *storage, const char *name, BoStorageStat *out);
 	List	   *(*list) (BoStorage *storage, const char *prefix);
 	void		(*delete) (BoStorage *storage, const char *name);
-	int			(*cleanup) (BoStorage *storage, int64 older_than_seconds);
+	/* prefix: "" or a directory ending in '/' */
+	int			(*cleanup) (BoStorage *storage, const char *prefix, int64 older_than_seconds);
 } BoStorageDriver;
 
 struct BoStorage

@@ -15,9 +15,9 @@
 #
 # After each, once the scheduler has run its start-up recovery: the snapshot
 # is FAILED with a status_reason naming the interruption, its directory in
-# the repository holds no object (the storage driver's temporary files are
-# not objects; their number is printed), and $PGDATA/pg_backup_offline/<id>
-# is gone.  Finally S1 still verifies at level 'restore', every snapshot
+# the repository holds no object and no temporary file of an interrupted
+# put, and $PGDATA/pg_backup_offline/<id> is gone; the interruptions count
+# as consecutive failures (three suspend the configuration).  Finally S1 still verifies at level 'restore', every snapshot
 # directory that holds objects belongs to a COMPLETED snapshot, and a
 # scheduled run (scheduler_interval = 1, next_backup_at forced into the
 # past) completes, moves next_backup_at into the future and leaves
@@ -30,7 +30,7 @@ PORT=$((BO_TEST_PORT + 23))
 REPO=$DIR/backups/repo
 ORG=7d1c2f0e-5a4b-4c3d-9e8f-0a1b2c3d4e5f
 trap 'cluster_stop "$DIR"' EXIT
-plan 27
+plan 31
 
 cluster_start "$DIR" "$PORT" "backup_offline.part_size = 4"
 st=$?
@@ -149,7 +149,7 @@ after_crash() {
 		ok 1 "$what: status_reason names the interruption"; diag "status_reason: $reason"; fi
 	prefix=$REPO/backup_offline/$CFG/$id
 	is "$(objects "$prefix")" 0 "$what: no object left under the snapshot's prefix"
-	diag "$what: temporary files left under the prefix: $(temps "$prefix")"
+	is "$(temps "$prefix")" 0 "$what: no temporary file of an interrupted put left under the prefix"
 	if [ -e "$DIR/data/pg_backup_offline/$id" ]; then
 		ok 1 "$what: no row index directory left"; ls -la "$DIR/data/pg_backup_offline/$id" | sed 's/^/# /'
 	else ok 0 "$what: no row index directory left"; fi
@@ -207,7 +207,11 @@ done | sort | tr '\n' ' ')
 completed=$(q "$DIR" "$PORT" postgres "SELECT id FROM backup_offline.backup_snapshot WHERE configuration_id = '$CFG' AND status = 'COMPLETED'" | sort | tr '\n' ' ')
 is "$with_objects" "$completed" "the repository holds objects of COMPLETED snapshots only"
 
-diag "consecutive_failures after three interrupted backups: $(q "$DIR" "$PORT" postgres "SELECT consecutive_failures FROM backup_offline.backup_configuration WHERE id = '$CFG'")"
+# interrupted jobs count as failures: three of them suspend the configuration
+# (backup_offline.suspend_after_failures defaults to 3); reactivate it
+is "$(q "$DIR" "$PORT" postgres "SELECT consecutive_failures || ' ' || status FROM backup_offline.backup_configuration WHERE id = '$CFG'")" \
+	"3 SUSPENDED" "three interrupted backups count as consecutive failures and suspend the configuration"
+q "$DIR" "$PORT" postgres "SELECT backup_offline.set_backup_configuration_status('$CFG', 'ACTIVE')" >/dev/null
 q "$DIR" "$PORT" postgres "ALTER SYSTEM SET backup_offline.scheduler_interval = 1" >/dev/null
 q "$DIR" "$PORT" postgres "SELECT pg_reload_conf()" >/dev/null
 q "$DIR" "$PORT" postgres "UPDATE backup_offline.backup_configuration SET next_backup_at = now() - interval '1 minute' WHERE id = '$CFG'" >/dev/null
