@@ -110,6 +110,7 @@ extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
 extern void bo_backup_run(BoJobSlot *slot);
 extern int	bo_backup_recover(void);
 extern char *bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id);
+extern char *bo_try_subtransaction(void (*fn) (void *arg), void *arg);
 
 /* ---------------------------------------------------------------------
  * Row encoding in COPY formats (encode.c)

@@ -399,6 +399,57 @@ delete_snapshot_objects(const char *storage_json, const char *prefix)
 	return n;
 }
 
+typedef struct BoObjectDeletion
+{
+	const char *storage_json;
+	const char *prefix;
+	int			removed;		/* out */
+} BoObjectDeletion;
+
+static void
+delete_objects_cb(void *arg)
+{
+	BoObjectDeletion *d = arg;
+
+	d->removed = delete_snapshot_objects(d->storage_json, d->prefix);
+}
+
+/*
+ * Run fn(arg) in an internal subtransaction; NULL when it succeeded, else
+ * its error message (the subtransaction rolled back, the error state
+ * cleared).  For work whose failure is to be recorded, not raised.
+ */
+char *
+bo_try_subtransaction(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	char	   *volatile error = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		error = edata->message;
+	}
+	PG_END_TRY();
+	return error;
+}
+
 /*
  * Fail every snapshot left PENDING or IN_PROGRESS whose job is not
  * running (a crash, a restart, a worker that died) and delete its objects.
@@ -408,10 +459,10 @@ delete_snapshot_objects(const char *storage_json, const char *prefix)
 int
 bo_backup_recover(void)
 {
-	volatile int failed = 0;
-	volatile uint64 i;
-	SPITupleTable *volatile rows;
-	volatile uint64 nrows;
+	int			failed = 0;
+	uint64		i;
+	SPITupleTable *rows;
+	uint64		nrows;
 
 	spi_exec("SELECT s.id::text, s.snapshot_number, s.storage_location->'destination', "
 			 "       s.storage_location->>'prefix', s.configuration_id::text "
@@ -428,39 +479,21 @@ bo_backup_recover(void)
 		char	   *prefix = SPI_getvalue(rows->vals[i], rows->tupdesc, 4);
 		char	   *configuration = SPI_getvalue(rows->vals[i], rows->tupdesc, 5);
 		pg_uuid_t  *uuid = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(id)));
-		char	   *removal = NULL;
+		char	   *removal;
+		char	   *error;
+		BoObjectDeletion del;
 		const char *args[2];
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
 
 		if (bo_job_snapshot_running(uuid))
 			continue;
 		bo_index_remove(id);
 
 		/* storage trouble must not keep the row IN_PROGRESS forever */
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			int			n = delete_snapshot_objects(storage, prefix);
-
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			removal = psprintf("%d objects removed", n);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			removal = psprintf("its objects could not be removed: %s", edata->message);
-		}
-		PG_END_TRY();
+		del.storage_json = storage;
+		del.prefix = prefix;
+		error = bo_try_subtransaction(delete_objects_cb, &del);
+		removal = error ? psprintf("its objects could not be removed: %s", error)
+			: psprintf("%d objects removed", del.removed);
 
 		args[0] = id;
 		args[1] = psprintf("the job was interrupted (server restart, crash or worker exit); %s", removal);
@@ -1600,23 +1633,16 @@ record_failure(BoBackupJob *job)
 	char	   *status = f->cancelled ? "CANCELLED" : "FAILED";
 	StringInfoData err;
 	bool		first = true;
+	BoObjectDeletion del;
+	char	   *error;
 
 	bo_index_remove(job->snapshot_id);
 	/* storage trouble must not keep the row from failing */
-	PG_TRY();
-	{
-		int			n = delete_snapshot_objects(job->storage_json, job->prefix);
-
-		f->removal = psprintf("%d objects removed", n);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *e = CopyErrorData();
-
-		FlushErrorState();
-		f->removal = psprintf("objects could not be removed: %s", e->message);
-	}
-	PG_END_TRY();
+	del.storage_json = job->storage_json;
+	del.prefix = job->prefix;
+	error = bo_try_subtransaction(delete_objects_cb, &del);
+	f->removal = error ? psprintf("objects could not be removed: %s", error)
+		: psprintf("%d objects removed", del.removed);
 
 	initStringInfo(&err);
 	appendStringInfoChar(&err, '{');

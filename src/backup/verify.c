@@ -498,65 +498,51 @@ read_object(BoVerify *v, const char *name, BoArchiveResult *res)
 	pfree(buf);
 }
 
-/*
- * Check one object of the manifest (entry: its manifest object); problems
- * are recorded, errors caught.
- */
-static void
-verify_object_entry(BoVerify *v, JsonbContainer *o)
+/* one object of the manifest to check */
+typedef struct BoObjectCheck
 {
-	char	   *name = jstr(o, "name");
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	BoVerify   *v;
+	JsonbContainer *o;			/* its manifest entry */
+	const char *name;
+	/* the manifest object instead */
+	const char *checksum;
+	Jsonb	   *catalog_manifest;
+} BoObjectCheck;
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+static void
+check_object(void *arg)
+{
+	BoObjectCheck *c = arg;
+	BoVerify   *v = c->v;
+	JsonbContainer *o = c->o;
+	const char *name = c->name;
+
+	if (v->level == BO_VERIFY_CHECKSUMS)
 	{
-		if (v->level == BO_VERIFY_CHECKSUMS)
-		{
-			uint64		size;
-			char	   *digest = stored_digest(v, name, &size);
+		uint64		size;
+		char	   *digest = stored_digest(v, name, &size);
 
-			if (size != jnum(o, "storedLength"))
-				problem(v, name, psprintf("stored size is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
-										  size, jnum(o, "storedLength")));
-			else if (strcmp(digest, jstr(o, "storedDigest")) != 0)
-				problem(v, name, psprintf("stored digest is %s, the manifest says %s", digest, jstr(o, "storedDigest")));
-			v->bytes += size;
-		}
-		else
-		{
-			BoArchiveResult res;
-
-			read_object(v, name, &res);
-			if (res.plaintext_length != jnum(o, "plaintextLength"))
-				problem(v, name, psprintf("plaintext is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
-										  res.plaintext_length, jnum(o, "plaintextLength")));
-			else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), jstr(o, "plaintextDigest")) != 0)
-				problem(v, name, "plaintext digest differs from the manifest");
-			else if (strcmp(hex_of(res.stored_digest, res.digest_length), jstr(o, "storedDigest")) != 0)
-				problem(v, name, "stored digest differs from the manifest");
-			v->bytes += res.stored_length;
-		}
-		v->objects++;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		if (size != jnum(o, "storedLength"))
+			problem(v, name, psprintf("stored size is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
+									  size, jnum(o, "storedLength")));
+		else if (strcmp(digest, jstr(o, "storedDigest")) != 0)
+			problem(v, name, psprintf("stored digest is %s, the manifest says %s", digest, jstr(o, "storedDigest")));
+		v->bytes += size;
 	}
-	PG_CATCH();
+	else
 	{
-		ErrorData  *edata;
+		BoArchiveResult res;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		problem(v, name, edata->message);
-		v->objects++;
+		read_object(v, name, &res);
+		if (res.plaintext_length != jnum(o, "plaintextLength"))
+			problem(v, name, psprintf("plaintext is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
+									  res.plaintext_length, jnum(o, "plaintextLength")));
+		else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), jstr(o, "plaintextDigest")) != 0)
+			problem(v, name, "plaintext digest differs from the manifest");
+		else if (strcmp(hex_of(res.stored_digest, res.digest_length), jstr(o, "storedDigest")) != 0)
+			problem(v, name, "stored digest differs from the manifest");
+		v->bytes += res.stored_length;
 	}
-	PG_END_TRY();
 }
 
 /*
@@ -564,55 +550,48 @@ verify_object_entry(BoVerify *v, JsonbContainer *o)
  * catalog; else read, self-checksum, and equal to the catalog's manifest.
  */
 static void
-verify_manifest(BoVerify *v, const char *name, const char *checksum, Jsonb *catalog_manifest)
+check_manifest(void *arg)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
+	BoObjectCheck *c = arg;
+	BoVerify   *v = c->v;
+	uint64		size;
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
+	if (v->level == BO_VERIFY_CHECKSUMS)
 	{
-		uint64		size;
+		char	   *digest = stored_digest(v, c->name, &size);
 
-		if (v->level == BO_VERIFY_CHECKSUMS)
-		{
-			char	   *digest = stored_digest(v, name, &size);
-
-			if (checksum == NULL || strcmp(digest, checksum) != 0)
-				problem(v, name, psprintf("stored digest is %s, the catalog says %s", digest,
-										  checksum ? checksum : "nothing"));
-		}
-		else
-		{
-			size_t		len;
-			char	   *text = bo_manifest_read(v->storage, name, &len);
-			Jsonb	   *stored = bo_manifest_parse(text, len, "the stored manifest");
-			BoStorageStat st;
-
-			if (compareJsonbContainers(&stored->root, &catalog_manifest->root) != 0)
-				problem(v, name, "the stored manifest differs from the catalog's");
-			size = bo_storage_stat(v->storage, name, &st) ? st.size : 0;
-		}
-		v->objects++;
-		v->bytes += size;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		if (c->checksum == NULL || strcmp(digest, c->checksum) != 0)
+			problem(v, c->name, psprintf("stored digest is %s, the catalog says %s", digest,
+										 c->checksum ? c->checksum : "nothing"));
 	}
-	PG_CATCH();
+	else
 	{
-		ErrorData  *edata;
+		size_t		len;
+		char	   *text = bo_manifest_read(v->storage, c->name, &len);
+		Jsonb	   *stored = bo_manifest_parse(text, len, "the stored manifest");
+		BoStorageStat st;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		problem(v, name, edata->message);
-		v->objects++;
+		if (compareJsonbContainers(&stored->root, &c->catalog_manifest->root) != 0)
+			problem(v, c->name, "the stored manifest differs from the catalog's");
+		size = bo_storage_stat(v->storage, c->name, &st) ? st.size : 0;
 	}
-	PG_END_TRY();
+	v->bytes += size;
+}
+
+/*
+ * Check one object (o NULL: the manifest object); an error is recorded as
+ * a problem of the object, not raised.
+ */
+static void
+verify_object_entry(BoVerify *v, JsonbContainer *o, const char *manifest_name,
+					const char *checksum, Jsonb *catalog_manifest)
+{
+	BoObjectCheck c = {v, o, o ? jstr(o, "name") : manifest_name, checksum, catalog_manifest};
+	char	   *error = bo_try_subtransaction(o ? check_object : check_manifest, &c);
+
+	if (error != NULL)
+		problem(v, c.name, error);
+	v->objects++;
 }
 
 /* the name a table of the manifest gets when materialised */
@@ -630,6 +609,32 @@ table_target(JsonbContainer *e, List *names, bool verify)
 	return same > 1 ? psprintf("%s_%s", jstr(e, "schema"), tname) : tname;
 }
 
+/* one table to materialise and digest */
+typedef struct BoTableRestore
+{
+	BoVerify   *v;
+	List	   *chain;
+	JsonbContainer *entry;
+	const char *schema;			/* of the source table */
+	const char *name;
+	const char *target_schema;
+	const char *target;
+	BoRowsDigest got;			/* out */
+} BoTableRestore;
+
+static void
+restore_one_table(void *arg)
+{
+	BoTableRestore *r = arg;
+	BoRowFormat format = entry_format(r->entry, r->schema, r->name);
+
+	materialize_table(r->v->storage, r->chain, r->schema, r->name, r->target_schema, r->target);
+	CommandCounterIncrement();
+	/* the rows this transaction has just loaded */
+	table_rows_digest(get_relname_relid(r->target, get_namespace_oid(r->target_schema, false)), format,
+					  GetLatestSnapshot(), &r->got);
+}
+
 /*
  * Materialise every table of the snapshot into schema (created here) and
  * compare each with the manifest; appends the tables' results to out.
@@ -642,10 +647,10 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 {
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1];
-	List	   *volatile chain = NIL;
+	List	   *chain = NIL;
 	uint64		i;
 	ListCell   *lc;
-	volatile bool first_table = true;
+	bool		first_table = true;
 	List	   *names = NIL;
 
 	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(snapshot_id));
@@ -687,53 +692,24 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		JsonbContainer *e = t->val.binary.data;
 		char	   *tschema = jstr(e, "schema");
 		char	   *tname = jstr(e, "name");
-		char	   *volatile target = table_target(e, names, verify);
+		char	   *target = table_target(e, names, verify);
 		char	   *expected = jstr(e, "rowsDigest");
 		uint64		expected_rows = jnum(e, "rowCount");
-		BoRowsDigest got;
-		BoRowFormat format;
-		volatile bool equal = false;
-		char	   *volatile error = NULL;
-		MemoryContext oldcxt = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		BoTableRestore r = {v, chain, e, tschema, tname, schema, target};
+		bool		equal = false;
+		char	   *error;
 
-		memset(&got, 0, sizeof(got));
-		BeginInternalSubTransaction(NULL);
-		PG_TRY();
-		{
-			if (!bo_row_format_parse(jstr(e, "format"), &format))
-				elog(ERROR, "unknown format");
-			materialize_table(v->storage, chain, tschema, tname, schema, target);
-			CommandCounterIncrement();
-			/* the rows this transaction has just loaded */
-			table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)), format,
-							  GetLatestSnapshot(), &got);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			error = edata->message;
-		}
-		PG_END_TRY();
+		memset(&r.got, 0, sizeof(r.got));
+		error = bo_try_subtransaction(restore_one_table, &r);
 
 		if (error == NULL)
 		{
-			equal = got.count == expected_rows && expected != NULL &&
-				strcmp(bo_rows_digest_hex(&got), expected) == 0;
+			equal = r.got.count == expected_rows && expected != NULL &&
+				strcmp(bo_rows_digest_hex(&r.got), expected) == 0;
 			if (!equal)
 				problem(v, psprintf("%s.%s", tschema, tname),
 						psprintf("restored " UINT64_FORMAT " rows with digest %s; the manifest says " UINT64_FORMAT " rows, %s",
-								 got.count, bo_rows_digest_hex(&got), expected_rows, expected ? expected : "nothing"));
+								 r.got.count, bo_rows_digest_hex(&r.got), expected_rows, expected ? expected : "nothing"));
 		}
 		else
 			problem(v, psprintf("%s.%s", tschema, tname), psprintf("restore failed: %s", error));
@@ -756,8 +732,8 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 				escape_json(out, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
 			}
 			appendStringInfo(out, ", \"expectedRows\": " UINT64_FORMAT ", \"restoredRows\": " UINT64_FORMAT
-							 ", \"rowsDigest\": ", expected_rows, got.count);
-			escape_json(out, error ? "" : bo_rows_digest_hex(&got));
+							 ", \"rowsDigest\": ", expected_rows, r.got.count);
+			escape_json(out, error ? "" : bo_rows_digest_hex(&r.got));
 			appendStringInfo(out, ", \"equal\": %s}", equal ? "true" : "false");
 			(void) f;
 		}
@@ -892,14 +868,14 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	initStringInfo(&v.problems);
 	initStringInfo(&tables);
 
-	verify_manifest(&v, row.manifest_name, row.checksum, row.manifest);
+	verify_object_entry(&v, NULL, row.manifest_name, row.checksum, row.manifest);
 	foreach(lc, jelements(jcontainer(&row.manifest->root, "tables")))
 	{
 		JsonbValue *t = lfirst(lc);
 		ListCell   *lc2;
 
 		foreach(lc2, jelements(jcontainer(t->val.binary.data, "objects")))
-			verify_object_entry(&v, ((JsonbValue *) lfirst(lc2))->val.binary.data);
+			verify_object_entry(&v, ((JsonbValue *) lfirst(lc2))->val.binary.data, NULL, NULL, NULL);
 	}
 	if (v.level == BO_VERIFY_RESTORE && v.nproblems == 0)
 		restore_tables(&v, row.id, row.manifest, &tables, psprintf("backup_offline_verify_%d", MyProcPid), true);

@@ -40,6 +40,7 @@
 # of the FULL's bytes.
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/backup_lib.sh"
 
 DIR=$BO_TEST_DIR/backup_chain
 PORT=$((BO_TEST_PORT + 22))
@@ -47,43 +48,6 @@ ORG=8e2f4a6c-1d3b-4f5e-a7c9-0b1d2e3f4a22
 TABLES="visits events tasks staff"
 trap 'cluster_stop "$DIR"' EXIT
 plan 53
-
-# Q SQL: one value from database postgres
-Q() { q "$DIR" "$PORT" postgres "$1"; }
-
-# diags TEXT: a diagnostic of any number of lines
-diags() { printf '%s\n' "$*" | sed 's/^/# /'; }
-
-# isd GOT WANT DESCRIPTION INFO: is, with INFO as a diagnostic when it fails
-isd() {
-	is "$1" "$2" "$3"
-	[ "$1" == "$2" ] || diags "$4"
-}
-
-# wait_ready: until the server accepts connections (at most 30 s; after a
-# crash it restarts on its own)
-wait_ready() {
-	for _ in $(seq 150); do
-		Q "SELECT 1" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
-}
-
-# crash_mark; ...; no_crash_since: no server process died of a signal
-# (server.log) since the mark; after a crash, waits (at most 30 s) until the
-# server accepts connections again, so that later checks still run
-crash_mark() { MARK=$(wc -l <"$DIR/server.log"); }
-no_crash_since() {
-	local crashed
-	crashed=$(tail -n +"$((MARK + 1))" "$DIR/server.log" | grep -E 'terminated by signal|terminated by exception')
-	if [ -n "$crashed" ]; then
-		diags "$crashed"
-		wait_ready
-		return 1
-	fi
-	return 0
-}
 
 cluster_start "$DIR" "$PORT" || exit 1
 as_pg sh -c "umask 077; head -c 32 /dev/urandom > '$DIR/keys/k1.key'"

@@ -24,6 +24,7 @@
 # consecutive_failures at 0.
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/backup_lib.sh"
 
 DIR=$BO_TEST_DIR/backup_crash
 PORT=$((BO_TEST_PORT + 23))
@@ -61,39 +62,11 @@ SELECT backup_offline.create_backup_configuration('{"organizationId": "$ORG", "n
 	"retention": {"retentionDays": 30},
 	"storageDestination": {"type": "LOCAL_FILESYSTEM", "path": "$REPO"},
 	"checksumAlgorithm": "BLAKE3"}');
-
--- wait_for_job(snapshot, phase): the pid of the job worker once the job of
--- the snapshot is in that phase, with the snapshot PENDING ("waiting for
--- writers") or IN_PROGRESS with at least one committed object under its
--- prefix and its row index directory present ("copying rows"); NULL after
--- 60 s.  Polls in one session, so the caller can act at once.
-CREATE FUNCTION public.wait_for_job(sid uuid, want text) RETURNS integer
-LANGUAGE plpgsql AS \$\$
-DECLARE
-	deadline timestamptz := clock_timestamp() + interval '60 s';
-	p record;
-BEGIN
-	LOOP
-		SELECT * INTO p FROM backup_offline.backup_progress WHERE snapshot_id = sid AND phase = want;
-		IF FOUND AND (SELECT status FROM backup_offline.backup_snapshot WHERE id = sid) = 'PENDING'
-		   AND want = 'waiting for writers' THEN
-			RETURN p.pid;
-		END IF;
-		IF FOUND AND (SELECT status FROM backup_offline.backup_snapshot WHERE id = sid) = 'IN_PROGRESS'
-		   AND want = 'copying rows'
-		   AND EXISTS (SELECT 1 FROM pg_ls_dir(format('%s/backup_offline/%s/%s', '$REPO', p.configuration_id, sid), true, false) f
-						WHERE f NOT LIKE '.tmp.%')
-		   AND (pg_stat_file('pg_backup_offline/' || sid, true)).isdir THEN
-			RETURN p.pid;
-		END IF;
-		EXIT WHEN clock_timestamp() > deadline;
-		PERFORM pg_sleep(0.005);
-	END LOOP;
-	RETURN NULL;
-END
-\$\$;
 SQL
 setup_rc=$?
+# public.wait_for_job(snapshot, phase) (backup_lib.sh); "copying rows" also
+# waits for the snapshot's row index directory
+install_wait_for_job "$REPO" row-index >>"$DIR/setup.out" 2>&1 || setup_rc=1
 CFG=$(q "$DIR" "$PORT" postgres "SELECT id FROM backup_offline.backup_configuration WHERE name = 'crash'")
 rows=$(q "$DIR" "$PORT" postgres "SELECT count(*) FROM care.visits")
 setup_ok=$([ $setup_rc -eq 0 ] && [ "$rows" = 400000 ] && [ -n "$CFG" ] && echo 0 || echo 1)

@@ -33,6 +33,7 @@
 #      into the future.
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/backup_lib.sh"
 
 DIR=$BO_TEST_DIR/backup_jobs
 PORT=$((BO_TEST_PORT + 24))
@@ -55,8 +56,6 @@ st=$?
 ok $st "cluster started"
 [ $st -eq 0 ] || exit 1
 as_pg sh -c "umask 077; head -c 32 /dev/urandom > '$DIR/keys/k1.key'"
-
-Q() { q "$DIR" "$PORT" postgres "$1"; }
 
 # daily schedules twelve hours away: the scheduler leaves these alone
 H=$((10#$(date -u +%H)))
@@ -91,38 +90,10 @@ SELECT backup_offline.register_entity('BIG_VISIT', 'care.big_visits', '{"clientI
 SELECT backup_offline.create_backup_configuration('$(config accounts '["ACCOUNT_A", "ACCOUNT_B"]')');
 SELECT backup_offline.create_backup_configuration('$(config big '["BIG_VISIT"]')');
 SELECT backup_offline.create_backup_configuration('$(config failing '["ACCOUNT_A"]')');
-
--- wait_for_job(snapshot, phase): the job worker's pid once the job of the
--- snapshot is in that phase, with the snapshot PENDING ("waiting for
--- writers") or IN_PROGRESS with a committed object under its prefix
--- ("copying rows"); NULL after 60 s.  Polls in one session, so the caller
--- can act at once.
-CREATE FUNCTION public.wait_for_job(sid uuid, want text) RETURNS integer
-LANGUAGE plpgsql AS \$\$
-DECLARE
-	deadline timestamptz := clock_timestamp() + interval '60 s';
-	p record;
-BEGIN
-	LOOP
-		SELECT * INTO p FROM backup_offline.backup_progress WHERE snapshot_id = sid AND phase = want;
-		IF FOUND AND (SELECT status FROM backup_offline.backup_snapshot WHERE id = sid) = 'PENDING'
-		   AND want = 'waiting for writers' THEN
-			RETURN p.pid;
-		END IF;
-		IF FOUND AND (SELECT status FROM backup_offline.backup_snapshot WHERE id = sid) = 'IN_PROGRESS'
-		   AND want = 'copying rows'
-		   AND EXISTS (SELECT 1 FROM pg_ls_dir(format('%s/backup_offline/%s/%s', '$REPO', p.configuration_id, sid), true, false) f
-						WHERE f NOT LIKE '.tmp.%') THEN
-			RETURN p.pid;
-		END IF;
-		EXIT WHEN clock_timestamp() > deadline;
-		PERFORM pg_sleep(0.005);
-	END LOOP;
-	RETURN NULL;
-END
-\$\$;
 SQL
 setup_rc=$?
+# public.wait_for_job(snapshot, phase) (backup_lib.sh)
+install_wait_for_job "$REPO" >>"$DIR/setup.out" 2>&1 || setup_rc=1
 cfg() { Q "SELECT id FROM backup_offline.backup_configuration WHERE name = '$1'"; }
 ACC=$(cfg accounts)
 BIG=$(cfg big)

@@ -29,6 +29,7 @@
 # own; after a crash the scenario waits for the server and goes on).
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
+. "$(dirname "$0")/backup_lib.sh"
 
 DIR=$BO_TEST_DIR/backup_roundtrip
 PORT=$((BO_TEST_PORT + 21))
@@ -36,18 +37,6 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ORG=5d0c6f4e-2b1a-4c3d-9e8f-7a6b5c4d3e21
 trap 'cluster_stop "$DIR"' EXIT
 plan 36
-
-# Q SQL: one value from database postgres
-Q() { q "$DIR" "$PORT" postgres "$1"; }
-
-# diags TEXT: a diagnostic of any number of lines
-diags() { printf '%s\n' "$*" | sed 's/^/# /'; }
-
-# isd GOT WANT DESCRIPTION INFO: is, with INFO as a diagnostic when it fails
-isd() {
-	is "$1" "$2" "$3"
-	[ "$1" == "$2" ] || diags "$4"
-}
 
 # verify NAME SNAPSHOT LEVEL: run verify_snapshot, keep its result as NAME in
 # rt_check.v; prints errors (a failed call leaves no row)
@@ -58,31 +47,6 @@ verify() {
 
 # V NAME EXPRESSION: EXPRESSION over the verification result r of NAME
 V() { Q "SELECT $2 FROM rt_check.v WHERE name = '$1'"; }
-
-# wait_ready: until the server accepts connections (at most 30 s; after a
-# crash it restarts on its own)
-wait_ready() {
-	for _ in $(seq 150); do
-		Q "SELECT 1" >/dev/null 2>&1 && return 0
-		sleep 0.2
-	done
-	return 1
-}
-
-# crash_mark; ...; no_crash_since: no server process died of a signal
-# (server.log) since the mark; after a crash, waits (at most 30 s) until the
-# server accepts connections again, so that later checks still run
-crash_mark() { MARK=$(wc -l <"$DIR/server.log"); }
-no_crash_since() {
-	local crashed
-	crashed=$(tail -n +"$((MARK + 1))" "$DIR/server.log" | grep -E 'terminated by signal|terminated by exception')
-	if [ -n "$crashed" ]; then
-		diags "$crashed"
-		wait_ready
-		return 1
-	fi
-	return 0
-}
 
 cluster_start "$DIR" "$PORT" || exit 1
 as_pg sh -c "umask 077; head -c 32 /dev/urandom > '$DIR/keys/k1.key'"
