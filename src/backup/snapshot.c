@@ -22,7 +22,7 @@
  *	   storage is the commit point.
  *	4. Status COMPLETED with the manifest, metrics and checksum.
  *
- * On any error (including a cancel or maxDuration) the transaction aborts
+ * On any error (including a cancel or maxDurationMinutes) the transaction aborts
  * (the storage layer removes temporary objects), and a new transaction
  * marks the snapshot FAILED or CANCELLED and deletes the objects it had
  * committed, manifest first.  A crash instead leaves the row PENDING or
@@ -151,6 +151,7 @@ typedef struct BoBackupJob
 	bool		compressed;
 	char	   *checksum_algorithm;
 	int			max_duration_minutes;	/* 0: none */
+	bool		timed_out;		/* cancelled by max_duration_minutes */
 	/* the snapshot */
 	char	   *snapshot_id;
 	char	   *snapshot_number;
@@ -315,7 +316,7 @@ set_phase(BoBackupJob *job, const char *phase)
 }
 
 /*
- * Cancel checks, plus maxDuration: a backup that runs longer than its
+ * Cancel checks, plus schedule.maxDurationMinutes: a backup that runs longer than its
  * configuration allows is cancelled.
  */
 static void
@@ -325,10 +326,14 @@ check_cancel(BoBackupJob *job)
 	if (job->max_duration_minutes > 0 &&
 		TimestampDifferenceExceeds(job->started_at, GetCurrentTimestamp(),
 								   job->max_duration_minutes * 60 * 1000))
+	{
+		job->timed_out = true;
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
-				 errmsg("backup cancelled: it ran longer than schedule.maxDuration (%d minutes)",
-						job->max_duration_minutes)));
+				 errmsg("backup cancelled: it ran longer than schedule.maxDurationMinutes (%d)",
+						job->max_duration_minutes),
+				 errhint("Raise schedule.maxDurationMinutes, or make the scope smaller.")));
+	}
 }
 
 /* ---------------------------------------------------------------------
@@ -530,7 +535,7 @@ create_snapshot(BoBackupJob *job)
 				  "       c.organization_id::text, backup_offline.configuration_to_json(c)::text, "
 				  "       c.scope::text, c.storage_destination::text, c.encryption_enabled, "
 				  "       c.compression_enabled, c.checksum_algorithm::text, "
-				  "       coalesce((c.schedule->>'maxDuration')::int, 0) "
+				  "       coalesce((c.schedule->>'maxDurationMinutes')::int, 0) "
 				  "  FROM backup_offline.backup_configuration c WHERE c.id = $1::uuid FOR UPDATE",
 				  1, args, false, 1);
 	if (rc != SPI_OK_SELECT)
@@ -1660,7 +1665,8 @@ record_failure(BoBackupJob *job)
 	spi_exec("UPDATE backup_offline.backup_snapshot "
 			 "   SET status = $2::backup_offline.snapshot_status, status_reason = $3, error = $4::jsonb, "
 			 "       completed_at = now() WHERE id = $1::uuid", 4, args, false, 0);
-	if (!f->cancelled)
+	/* a backup that does not finish in time fails its configuration; a cancel does not */
+	if (!f->cancelled || job->timed_out)
 		count_failure(job->configuration_id);
 }
 

@@ -16,7 +16,7 @@ CREATE TYPE @extschema@.backup_type AS ENUM ('FULL', 'INCREMENTAL', 'DIFFERENTIA
 -- IN_PROGRESS  scanning and writing objects
 -- COMPLETED    manifest written: a restore point
 -- FAILED       stopped by an error or a crash; its objects are removed
--- CANCELLED    stopped by cancel_backup or maxDuration; objects removed
+-- CANCELLED    stopped by cancel_backup or schedule.maxDurationMinutes; objects removed
 -- CORRUPTED    a verification found damage
 -- EXPIRED      past retention, still stored (retention issue)
 -- DELETED      its objects are gone from storage

@@ -30,7 +30,11 @@
 #      a backup completes and consecutive_failures is 0;
 #   g. a due configuration outside its backup window is skipped by the
 #      scheduler (LOG line), starts no snapshot, and its next_backup_at moves
-#      into the future.
+#      into the future;
+#   h. schedule.maxDurationMinutes: a backup held PENDING by an open writing
+#      transaction for longer than its one minute is stopped at the minute:
+#      CANCELLED, saying why, counted as a failure of its configuration (this
+#      case takes a minute).
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
 . "$(dirname "$0")/backup_lib.sh"
@@ -49,7 +53,7 @@ cleanup() {
 	cluster_stop "$DIR"
 }
 trap cleanup EXIT
-plan 46
+plan 50
 
 cluster_start "$DIR" "$PORT" "backup_offline.part_size = 4"
 st=$?
@@ -349,3 +353,30 @@ is "$(Q "SELECT next_backup_at > now() FROM backup_offline.backup_configuration 
 	"next_backup_at moved into the future"
 is "$(Q "SELECT count(*) FROM backup_offline.backup_snapshot WHERE configuration_id = '${WIN:-$NONE}'")" 0 \
 	"no snapshot was started for it"
+
+# ---- h. maxDurationMinutes ---------------------------------------------------------
+SLOW=$(Q "SELECT backup_offline.create_backup_configuration(
+	'$(config slow '["ACCOUNT_A"]')'::jsonb || '{\"schedule\": {\"frequency\": \"DAILY\", \"startTime\": \"$START\", \"timezone\": \"UTC\", \"maxDurationMinutes\": 1}}'::jsonb)")
+PGAPPNAME=holder cluster_psql "$DIR" "$PORT" -d postgres \
+	-c "BEGIN; INSERT INTO public.hold VALUES (2); SELECT pg_sleep(150)" >"$DIR/holder2.out" 2>&1 &
+holder=$!
+for _ in $(seq 300); do
+	[ "$(Q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'holder' AND backend_xid IS NOT NULL")" = 1 ] && break
+	sleep 0.1
+done
+T=$(Q "SELECT backup_offline.run_backup('${SLOW:-$NONE}', 'FULL', false)")
+st=""
+for _ in $(seq 1200); do
+	st=$(Q "SELECT status FROM backup_offline.backup_snapshot WHERE id = '${T:-$NONE}'")
+	case "$st" in PENDING | IN_PROGRESS) sleep 0.1 ;; *) break ;; esac
+done
+writer_alive=$(Q "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'holder' AND backend_xid IS NOT NULL")
+Q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'holder'" >/dev/null
+wait "$holder" 2>/dev/null
+holder=""
+is "$st" CANCELLED "a backup running past schedule.maxDurationMinutes is CANCELLED"
+is "$(Q "SELECT status_reason LIKE '%maxDurationMinutes (1)%' FROM backup_offline.backup_snapshot WHERE id = '${T:-$NONE}'")" t \
+	"its status_reason names schedule.maxDurationMinutes"
+is "$writer_alive" 1 "it was stopped while the writer still held it, not after"
+is "$(Q "SELECT consecutive_failures FROM backup_offline.backup_configuration WHERE id = '${SLOW:-$NONE}'")" 1 \
+	"a backup that does not finish in time counts as a failure of its configuration"
