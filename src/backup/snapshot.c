@@ -202,6 +202,8 @@ bo_set_job_gucs(void)
 	SetConfigOption("bytea_output", "hex", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("lc_monetary", "C", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	/* binary COPY sends and receives text in the client encoding: none */
+	SetConfigOption("client_encoding", GetDatabaseEncodingName(), PGC_SUSET, PGC_S_SESSION);
 }
 
 /* "<root>/backup_offline/<configuration>/<snapshot>/" as object names go */

@@ -173,8 +173,17 @@ copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat
 	CopyFromState cstate;
 	uint64		rows;
 
+	/*
+	 * Text in the source's server encoding: the ENCODING option of a text
+	 * COPY; for binary COPY, whose receive functions convert from the client
+	 * encoding, the client encoding (restored by the caller's GUC level).
+	 */
 	if (format == BO_ROW_BINARY)
+	{
 		options = lappend(options, makeDefElem("format", (Node *) makeString("binary"), -1));
+		if (encoding != NULL)
+			SetConfigOption("client_encoding", encoding, PGC_SUSET, PGC_S_SESSION);
+	}
 	else if (encoding != NULL)
 		options = lappend(options, makeDefElem("encoding", (Node *) makeString(pstrdup(encoding)), -1));
 
