@@ -14,9 +14,7 @@
 #ifndef BACKUP_OFFLINE_KEYS_H
 #define BACKUP_OFFLINE_KEYS_H
 
-#include "archive/archive.h"
-
-#define BO_DATA_KEY_LENGTH 32
+#include "archive/archive.h"	/* BO_DATA_KEY_LENGTH comes from format.h */
 
 /* what bo_key_unwrap found when it could not unwrap */
 typedef struct BoKeyProblem
