@@ -72,7 +72,8 @@ typedef struct BoJobSlot
 	char		requested_by_user[40];	/* uuid text or "" */
 	int			compression_workers;	/* the requester's setting, -1: the server's */
 	/* set by the worker */
-	bool		have_snapshot;
+	bool		claimed;		/* snapshot_id is this job's (the row may not exist yet) */
+	bool		have_snapshot;	/* the snapshot row is committed */
 	pg_uuid_t	snapshot_id;
 	char		snapshot_number[32];
 	char		backup_type[16];
@@ -90,10 +91,11 @@ extern void bo_job_shmem_request(void);
 extern void bo_job_shmem_startup(void);
 extern bool bo_job_available(void);
 extern int	bo_job_free_slots(void);
-extern int	bo_job_start(Oid database, Oid run_as, const char *configuration_id,
-						 const pg_uuid_t *organization, const char *requested_type,
-						 const char *trigger, const char *requested_by,
-						 const char *requested_by_user, int requester_procno);
+extern int	bo_job_prepare(Oid database, Oid run_as, const char *configuration_id,
+						   const pg_uuid_t *organization, const char *requested_type,
+						   const char *trigger, const char *requested_by,
+						   const char *requested_by_user, int requester_procno);
+extern void bo_job_launch(int index);
 
 /* inside a job worker */
 extern BoJobSlot *bo_job_my_slot(void);
@@ -102,6 +104,8 @@ extern void bo_job_publish_snapshot(const pg_uuid_t *id, const char *number,
 extern void bo_job_report(const BoJobProgress *progress);
 extern void bo_job_check_cancel(void);
 extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
+extern void bo_job_claim_snapshot(const pg_uuid_t *id);
+extern bool bo_job_terminating(void);
 
 /* ---------------------------------------------------------------------
  * The snapshot engine (snapshot.c)

@@ -30,6 +30,7 @@
 #include <signal.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_proc.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -73,6 +74,7 @@ static BoJobShared *job_shared = NULL;
 
 /* in a job worker: its slot */
 static BoJobSlot *my_slot = NULL;
+static uint64 my_generation = 0;
 static volatile sig_atomic_t got_sigterm = false;
 
 static Size
@@ -211,6 +213,25 @@ bo_job_check_cancel(void)
 
 /* is a job running the snapshot with this id (any state but DONE)? */
 bool
+bo_job_terminating(void)
+{
+	return got_sigterm;
+}
+
+/*
+ * The job claims its snapshot id before it inserts the row, so that no
+ * recovery running meanwhile takes the new row for an orphan.
+ */
+void
+bo_job_claim_snapshot(const pg_uuid_t *id)
+{
+	LWLockAcquire(job_shared->lock, LW_EXCLUSIVE);
+	my_slot->snapshot_id = *id;
+	my_slot->claimed = true;
+	LWLockRelease(job_shared->lock);
+}
+
+bool
 bo_job_snapshot_running(const pg_uuid_t *snapshot_id)
 {
 	int			i;
@@ -223,7 +244,7 @@ bo_job_snapshot_running(const pg_uuid_t *snapshot_id)
 	{
 		BoJobSlot  *s = &job_shared->slots[i];
 
-		if (s->state != BO_JOB_FREE && s->state != BO_JOB_DONE && s->have_snapshot &&
+		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->claimed &&
 			memcmp(&s->snapshot_id, snapshot_id, sizeof(pg_uuid_t)) == 0)
 			running = true;
 	}
@@ -237,6 +258,9 @@ job_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	got_sigterm = true;
+	/* also interrupt waits for locks, SPI and I/O: the backup then fails */
+	InterruptPending = true;
+	QueryCancelPending = true;
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -251,19 +275,22 @@ job_worker_exit(int code, Datum arg)
 	if (my_slot == NULL)
 		return;
 	LWLockAcquire(job_shared->lock, LW_EXCLUSIVE);
-	if (my_slot->state != BO_JOB_DONE)
+	/* the slot is still this job's: only this worker marks it done */
+	if (my_slot->generation == my_generation && my_slot->state == BO_JOB_RUNNING)
 	{
-		strlcpy(my_slot->result_status, "FAILED", sizeof(my_slot->result_status));
-		my_slot->result_sqlstate = ERRCODE_INTERNAL_ERROR;
-		if (my_slot->result_message[0] == '\0')
+		if (my_slot->result_status[0] == '\0')
+		{
+			strlcpy(my_slot->result_status, "FAILED", sizeof(my_slot->result_status));
+			my_slot->result_sqlstate = ERRCODE_INTERNAL_ERROR;
 			strlcpy(my_slot->result_message, "the job worker exited before the backup finished",
 					sizeof(my_slot->result_message));
+		}
 		my_slot->state = BO_JOB_DONE;
+		if (my_slot->requester_procno < 0)
+			my_slot->state = BO_JOB_FREE;
+		else
+			wake_requester(my_slot);
 	}
-	if (my_slot->requester_procno < 0)
-		my_slot->state = BO_JOB_FREE;
-	else
-		wake_requester(my_slot);
 	LWLockRelease(job_shared->lock);
 	my_slot = NULL;
 }
@@ -293,6 +320,7 @@ bo_backup_worker_main(Datum main_arg)
 	slot->started_at = GetCurrentTimestamp();
 	LWLockRelease(job_shared->lock);
 	my_slot = slot;
+	my_generation = generation;
 	before_shmem_exit(job_worker_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnectionByOid(slot->database, slot->run_as, 0);
@@ -307,10 +335,7 @@ bo_backup_worker_main(Datum main_arg)
 	}
 
 	bo_backup_run(slot);
-
-	LWLockAcquire(job_shared->lock, LW_EXCLUSIVE);
-	slot->state = BO_JOB_DONE;
-	LWLockRelease(job_shared->lock);
+	/* job_worker_exit marks the slot done */
 	proc_exit(0);
 }
 
@@ -347,13 +372,16 @@ check_configuration(const char *config_id, pg_uuid_t *organization)
 	char	   *status;
 	bool		deleted;
 	char	   *running;
+	char	   *running_id;
 
 	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(config_id));
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT c.name, c.status::text, c.deleted_at IS NOT NULL, c.organization_id, "
-							  "       (SELECT s.snapshot_number FROM backup_offline.backup_snapshot s "
-							  "         WHERE s.configuration_id = c.id AND s.status IN ('PENDING', 'IN_PROGRESS') LIMIT 1) "
-							  "  FROM backup_offline.backup_configuration c WHERE c.id = $1",
+							  "       s.snapshot_number, s.id::text "
+							  "  FROM backup_offline.backup_configuration c "
+							  "  LEFT JOIN backup_offline.backup_snapshot s "
+							  "    ON s.configuration_id = c.id AND s.status IN ('PENDING', 'IN_PROGRESS') "
+							  " WHERE c.id = $1",
 							  1, argtypes, args, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read backup configuration");
 	if (SPI_processed == 0)
@@ -366,6 +394,11 @@ check_configuration(const char *config_id, pg_uuid_t *organization)
 	deleted = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	*organization = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4, &isnull));
 	running = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5);
+	running_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
+	/* a row no job runs (a crash) is failed by the next job's recovery: not in the way */
+	if (running_id != NULL &&
+		!bo_job_snapshot_running(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(running_id)))))
+		running = NULL;
 	if (deleted)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -473,12 +506,12 @@ start_worker(int index)
 }
 
 /*
- * Start a backup job: used by run_backup and the scheduler.  Returns the
- * slot index.  requester_procno: the pgprocno of the backend that will wait
+ * Take and fill a slot for a backup job (bo_job_launch starts it): used by
+ * run_backup and the scheduler.  Returns the slot index.  requester_procno: the pgprocno of the backend that will wait
  * for the result and free the slot, or -1 (the worker frees it).
  */
 int
-bo_job_start(Oid database, Oid run_as, const char *configuration_id,
+bo_job_prepare(Oid database, Oid run_as, const char *configuration_id,
 			 const pg_uuid_t *organization, const char *requested_type,
 			 const char *trigger, const char *requested_by, const char *requested_by_user,
 			 int requester_procno)
@@ -500,8 +533,14 @@ bo_job_start(Oid database, Oid run_as, const char *configuration_id,
 	slot->requester_procno = requester_procno;
 	/* a waiting caller's compression_workers applies to its backup */
 	slot->compression_workers = requester_procno >= 0 ? bo_compression_workers : -1;
-	start_worker(index);
 	return index;
+}
+
+/* start the job worker of a prepared slot (freed again when that fails) */
+void
+bo_job_launch(int index)
+{
+	start_worker(index);
 }
 
 /*
@@ -563,6 +602,7 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 	BoJobSlot	copy;
 	char		last_table[sizeof(copy.progress.current_table)] = "";
+	bool		told_type = false;
 	TimestampTz last_notice = 0;
 
 	require_jobs("run_backup");
@@ -584,15 +624,33 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 	}
 	wait = PG_ARGISNULL(2) ? true : PG_GETARG_BOOL(2);
 
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("run_backup cannot run on a standby"),
+				 errhint("Back up on the primary: a backup writes its snapshot rows.")));
 	check_configuration(config_id, &organization);
-	index = bo_job_start(MyDatabaseId, function_owner(fcinfo->flinfo->fn_oid), config_id,
-						 &organization, requested_type, "MANUAL",
-						 GetUserNameFromId(GetUserId(), false),
-						 bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
+	/*
+	 * The job cannot see this transaction's changes, and would wait for its
+	 * locks: a caller that has written must commit first (or not wait).
+	 */
+	if (wait && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("run_backup with wait cannot run in a transaction that has written to the database"),
+				 errdetail("The backup runs in another session; it would wait for this transaction's locks, "
+						   "and this transaction waits for the backup."),
+				 errhint("Commit first, or call run_backup(id, type, wait => false).")));
+
+	index = bo_job_prepare(MyDatabaseId, function_owner(fcinfo->flinfo->fn_oid), config_id,
+						   &organization, requested_type, "MANUAL",
+						   GetUserNameFromId(GetUserId(), false),
+						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
 	slot = &job_shared->slots[index];
 
 	PG_ENSURE_ERROR_CLEANUP(release_slot_on_error, Int32GetDatum(index));
 	{
+		bo_job_launch(index);
 		for (;;)
 		{
 			bool		finished;
@@ -602,6 +660,14 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 			LWLockRelease(job_shared->lock);
 			finished = copy.state == BO_JOB_DONE;
 
+			if (copy.have_snapshot && !told_type && copy.requested_type[0] != '\0' &&
+				strcmp(copy.requested_type, copy.backup_type) != 0)
+			{
+				ereport(NOTICE,
+						(errmsg("backup %s runs as %s: the configuration has no restorable FULL backup for a %s",
+								copy.snapshot_number, copy.backup_type, copy.requested_type)));
+				told_type = true;
+			}
 			if (!wait && (copy.have_snapshot || finished))
 				break;
 			if (finished)

@@ -87,9 +87,15 @@ typedef struct BoIndexFile
 
 struct BoIndexChain
 {
+	MemoryContext cxt;			/* everything of the chain */
+	int			nall;
+	BoIndexFile *all;			/* one per snapshot of the chain, some unused */
 	int			nfiles;
-	BoIndexFile *files;			/* oldest first */
+	BoIndexFile *files;			/* those in use, oldest (the whole copy) first */
 };
+
+/* longest chain of index files an incremental reads for one table */
+#define BO_INDEX_CHAIN_MAX 32
 
 char *
 bo_index_dir(const char *snapshot_id)
@@ -418,36 +424,49 @@ BoIndexChain *
 bo_index_chain_open(List *chain, Oid relid, Oid relfilenode, const char *fingerprint,
 					const char **reason)
 {
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "row index chain",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 	BoIndexChain *c = palloc0(sizeof(BoIndexChain));
 	int			n = list_length(chain);
 	int			first = -1;
 	int			i;
 	BlockNumber minblocks;
 
-	c->files = palloc0(sizeof(BoIndexFile) * Max(n, 1));
+	c->cxt = cxt;
+	c->all = palloc0(sizeof(BoIndexFile) * Max(n, 1));
+	c->nall = n;
+	for (i = 0; i < n; i++)
+		c->all[i].fd = -1;
 	/* from the parent back to the last whole copy */
-	for (i = n - 1; i >= 0; i--)
+	for (i = n - 1; i >= 0 && first < 0; i--)
 	{
-		BoIndexFile *f = &c->files[i];
+		BoIndexFile *f = &c->all[i];
 		bool		whole;
 
-		f->path = index_path(list_nth(chain, i), relid);
-		if (!file_load(f, relfilenode, fingerprint, &whole, reason))
-			return NULL;
-		if (whole)
+		if (n - i > BO_INDEX_CHAIN_MAX)
 		{
-			first = i;
+			*reason = "the table's chain of changes since its last whole copy is " CppAsString2(BO_INDEX_CHAIN_MAX)
+				" snapshots long: a whole copy starts a new one";
 			break;
 		}
+		f->path = index_path(list_nth(chain, i), relid);
+		if (!file_load(f, relfilenode, fingerprint, &whole, reason))
+			break;
+		if (whole)
+			first = i;
 	}
 	if (first < 0)
 	{
-		*reason = "no whole copy of the table in the parent's chain";
+		if (i < 0)
+			*reason = "no whole copy of the table in the parent's chain";
+		MemoryContextSwitchTo(old);
+		bo_index_chain_close(c);
 		return NULL;
 	}
 	/* keep files first .. n-1 */
 	c->nfiles = n - first;
-	c->files = &c->files[first];
+	c->files = &c->all[first];
 	minblocks = InvalidBlockNumber;
 	for (i = c->nfiles - 1; i >= 0; i--)
 	{
@@ -455,9 +474,10 @@ bo_index_chain_open(List *chain, Oid relid, Oid relfilenode, const char *fingerp
 
 		minblocks = (minblocks == InvalidBlockNumber) ? f->nblocks : Min(minblocks, f->nblocks);
 		f->valid_below = minblocks;
-		f->cxt = AllocSetContextCreate(CurrentMemoryContext, "row index record", ALLOCSET_SMALL_SIZES);
+		f->cxt = AllocSetContextCreate(cxt, "row index record", ALLOCSET_SMALL_SIZES);
 		file_next(f);
 	}
+	MemoryContextSwitchTo(old);
 	return c;
 }
 
@@ -499,16 +519,17 @@ bo_index_chain_block(BoIndexChain *c, BlockNumber block, int *count)
 	return result;
 }
 
-/* close the files of a chain */
+/* close the files of a chain and free it */
 void
 bo_index_chain_close(BoIndexChain *c)
 {
 	int			i;
 
-	for (i = 0; i < c->nfiles; i++)
+	for (i = 0; i < c->nall; i++)
 	{
-		if (c->files[i].fd >= 0)
-			CloseTransientFile(c->files[i].fd);
-		c->files[i].fd = -1;
+		if (c->all[i].fd >= 0)
+			CloseTransientFile(c->all[i].fd);
+		c->all[i].fd = -1;
 	}
+	MemoryContextDelete(c->cxt);
 }

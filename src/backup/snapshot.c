@@ -84,6 +84,17 @@
 /* progress and cancel checks every this many heap blocks */
 #define REPORT_EVERY_BLOCKS 64
 
+/* the scope's filters, in the order of backup_scope_tables' columns */
+typedef enum BoFilterKind
+{
+	BO_FILTER_CLIENT,
+	BO_FILTER_CAREGIVER,
+	BO_FILTER_BRANCH,
+	BO_FILTER_DATE,
+	BO_FILTER_ORGANIZATION,
+	BO_FILTERS
+} BoFilterKind;
+
 /* a filter of the scope on one column: equal to one of values, or in a range */
 typedef struct BoColumnFilter
 {
@@ -107,7 +118,7 @@ typedef struct BoScopeTable
 	char	   *schema;
 	char	   *name;
 	char	   *entity_types;	/* JSON array text */
-	char	   *columns[4];		/* client, caregiver, branch, date filter columns */
+	char	   *columns[BO_FILTERS];	/* filter columns, by BoFilterKind */
 	bool		phi;
 	bool		pii;
 	bool		financial;
@@ -117,6 +128,7 @@ typedef struct BoScopeTable
 	/* the parent's entry for the table (incrementals) */
 	bool		in_parent;
 	BoRowsDigest parent_digest;	/* rows digest and count at the parent */
+	bool		filters_changed;	/* the registry's filter columns differ */
 	/* results */
 	BoRowFormat format;
 	List	   *copy_columns;
@@ -524,7 +536,7 @@ bo_backup_recover(void)
 static void
 create_snapshot(BoBackupJob *job)
 {
-	const char *args[9];
+	const char *args[10];
 	char	   *status;
 	char	   *deleted;
 	char	   *config_type;
@@ -629,6 +641,11 @@ create_snapshot(BoBackupJob *job)
 		}
 	}
 
+	/* claim the id first: a recovery running meanwhile must not take the row for an orphan */
+	spi_exec("SELECT gen_random_uuid()::text", 0, NULL, true, 1);
+	job->snapshot_id = spi_text(job, 0, 1);
+	bo_job_claim_snapshot(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(job->snapshot_id))));
+
 	args[0] = job->configuration_id;
 	args[1] = job->organization_id;
 	args[2] = job->backup_type;
@@ -638,7 +655,8 @@ create_snapshot(BoBackupJob *job)
 	args[6] = job->base_id;
 	args[7] = job->slot->requested_by;
 	args[8] = job->slot->requested_by_user[0] ? job->slot->requested_by_user : NULL;
-	rc = spi_exec("WITH n AS (SELECT gen_random_uuid() AS id) "
+	args[9] = job->snapshot_id;
+	rc = spi_exec("WITH n AS (SELECT $10::uuid AS id) "
 				  "INSERT INTO backup_offline.backup_snapshot "
 				  "  (id, organization_id, configuration_id, backup_type, requested_type, trigger, "
 				  "   parent_snapshot_id, base_snapshot_id, requested_by, requested_by_user, "
@@ -651,10 +669,16 @@ create_snapshot(BoBackupJob *job)
 				  "                          'manifest', 'backup_offline/' || $1 || '/' || n.id || '/backup_manifest'), "
 				  "       c.checksum_algorithm, c.encryption_enabled, c.compression_enabled, pg_backend_pid() "
 				  "  FROM n, backup_offline.backup_configuration c WHERE c.id = $1::uuid "
+				  "ON CONFLICT (configuration_id) WHERE status IN ('PENDING', 'IN_PROGRESS') DO NOTHING "
 				  "RETURNING id::text, snapshot_number, base_snapshot_id::text",
-				  9, args, false, 0);
-	if (rc != SPI_OK_INSERT_RETURNING || SPI_processed != 1)
+				  10, args, false, 0);
+	if (rc != SPI_OK_INSERT_RETURNING)
 		elog(ERROR, "could not create the snapshot row");
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("backup configuration \"%s\" is already running", job->configuration_name),
+				 errhint("Wait for it to finish, or stop it with cancel_backup(snapshot_id).")));
 	job->snapshot_id = spi_text(job, 0, 1);
 	job->snapshot_number = spi_text(job, 0, 2);
 	job->base_id = spi_text(job, 0, 3);
@@ -739,7 +763,7 @@ resolve_scope(BoBackupJob *job)
 
 	spi_exec("SELECT relid, schema_name, table_name, to_jsonb(entity_types)::text, "
 			 "       client_id_column, caregiver_id_column, branch_id_column, date_column, "
-			 "       contains_phi, contains_pii, contains_financial "
+			 "       organization_column, contains_phi, contains_pii, contains_financial "
 			 "  FROM backup_offline.backup_scope_tables($1::uuid)", 1, args, true, 0);
 	if (SPI_processed == 0)
 		ereport(ERROR,
@@ -757,11 +781,11 @@ resolve_scope(BoBackupJob *job)
 		t->schema = spi_text(job, i, 2);
 		t->name = spi_text(job, i, 3);
 		t->entity_types = spi_text(job, i, 4);
-		for (c = 0; c < 4; c++)
+		for (c = 0; c < BO_FILTERS; c++)
 			t->columns[c] = spi_text(job, i, 5 + c);
-		t->phi = spi_bool(i, 9);
-		t->pii = spi_bool(i, 10);
-		t->financial = spi_bool(i, 11);
+		t->phi = spi_bool(i, 10);
+		t->pii = spi_bool(i, 11);
+		t->financial = spi_bool(i, 12);
 		initStringInfo(&t->objects);
 		job->tables = lappend(job->tables, t);
 	}
@@ -788,63 +812,116 @@ lock_tables(BoBackupJob *job)
 	}
 }
 
-/* the scope's filters that apply to table t (columns it has) */
+/* names of the filters, as the manifest's filterColumns and errors spell them */
+static const char *const filter_names[BO_FILTERS] = {
+	"clientIds", "caregiverIds", "branchIds", "dateRange", "organization"
+};
+
+/* error context: which filter value was being read */
+static void
+filter_error_context(void *arg)
+{
+	errcontext("%s", (const char *) arg);
+}
+
+/* a filter value of the scope as a datum of the column's base type */
+static Datum
+filter_value(Oid typinput, Oid typioparam, int32 typmod, const char *text)
+{
+	return OidInputFunctionCall(typinput, (char *) text, typioparam, typmod);
+}
+
+/*
+ * The scope's filters that apply to table t: the columns the entity
+ * registry names for it, with the configuration's values (client,
+ * caregiver and branch ids, the date range) and, where the registry names
+ * an organization column, the configuration's organization.  Values are
+ * read as the column's base type, so no domain check (user code) runs in
+ * the job worker.
+ */
 static List *
 table_filters(BoBackupJob *job, BoScopeTable *t, Relation rel)
 {
-	static const char *const keys[3] = {"clientIds", "caregiverIds", "branchIds"};
 	Jsonb	   *scope = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->scope_json)));
 	List	   *filters = NIL;
 	int			k;
 
-	for (k = 0; k < 4; k++)
+	for (k = 0; k < BO_FILTERS; k++)
 	{
 		BoColumnFilter *f;
 		AttrNumber	attnum;
-		Oid			typid;
+		Form_pg_attribute att;
+		Oid			basetype;
+		int32		typmod;
 		Oid			typinput;
 		Oid			typioparam;
 		TypeCacheEntry *tce;
-		JsonbValue *v;
+		JsonbValue *v = NULL;
+		ErrorContextCallback errcb;
 
 		if (t->columns[k] == NULL)
 			continue;
-		v = getKeyJsonValueFromContainer(&scope->root, k < 3 ? keys[k] : "dateRange",
-										 strlen(k < 3 ? keys[k] : "dateRange"), NULL);
-		if (v == NULL || v->type != jbvBinary)
-			continue;
+		if (k < BO_FILTER_ORGANIZATION)
+		{
+			v = getKeyJsonValueFromContainer(&scope->root, filter_names[k], strlen(filter_names[k]), NULL);
+			if (v == NULL || v->type != jbvBinary)
+				continue;
+		}
 		attnum = get_attnum(t->relid, t->columns[k]);
 		if (attnum == InvalidAttrNumber)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_COLUMN),
 					 errmsg("column \"%s\" of table %s.%s, named in the entity registry, does not exist",
-							t->columns[k], t->schema, t->name)));
-		typid = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
-		getTypeInputInfo(typid, &typinput, &typioparam);
-		tce = lookup_type_cache(typid, TYPECACHE_EQ_OPR_FINFO | TYPECACHE_CMP_PROC_FINFO);
+							t->columns[k], t->schema, t->name),
+					 errhint("Register the entity type again with the table's columns.")));
+		att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+		typmod = att->atttypmod;
+		basetype = getBaseTypeAndTypmod(att->atttypid, &typmod);
+		getTypeInputInfo(basetype, &typinput, &typioparam);
+		tce = lookup_type_cache(basetype, TYPECACHE_EQ_OPR_FINFO | TYPECACHE_CMP_PROC_FINFO);
 
 		f = palloc0(sizeof(BoColumnFilter));
 		f->attnum = attnum;
-		f->collation = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attcollation;
-		if (k < 3)
+		f->collation = att->attcollation;
+		errcb.callback = filter_error_context;
+		errcb.arg = psprintf("reading %s of the scope for column %s of table %s.%s",
+							 k == BO_FILTER_ORGANIZATION ? "the organization id" : psprintf("scope.%s", filter_names[k]),
+							 t->columns[k], t->schema, t->name);
+		errcb.previous = error_context_stack;
+		error_context_stack = &errcb;
+		if (k != BO_FILTER_DATE)
 		{
-			JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
-			JsonbValue	e;
-			JsonbIteratorToken tok;
-
 			if (!OidIsValid(tce->eq_opr_finfo.fn_oid))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_FUNCTION),
-						 errmsg("column %s.%s.%s has no equality operator for scope.%s",
-								t->schema, t->name, t->columns[k], keys[k])));
+						 errmsg("column %s.%s.%s has no equality operator for %s",
+								t->schema, t->name, t->columns[k], filter_names[k])));
 			f->eq = tce->eq_opr_finfo;
-			f->values = palloc(sizeof(Datum) * JsonContainerSize(v->val.binary.data));
-			while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+			if (k == BO_FILTER_ORGANIZATION)
 			{
-				if (tok == WJB_ELEM && e.type == jbvString)
-					f->values[f->nvalues++] =
-						OidInputFunctionCall(typinput, pnstrdup(e.val.string.val, e.val.string.len),
-											 typioparam, TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypmod);
+				f->values = palloc(sizeof(Datum));
+				f->values[f->nvalues++] = filter_value(typinput, typioparam, typmod, job->organization_id);
+			}
+			else
+			{
+				JsonbIterator *it = JsonbIteratorInit(v->val.binary.data);
+				JsonbValue	e;
+				JsonbIteratorToken tok;
+
+				f->values = palloc(sizeof(Datum) * Max(JsonContainerSize(v->val.binary.data), 1));
+				while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+				{
+					if (tok == WJB_ELEM && e.type == jbvString)
+						f->values[f->nvalues++] =
+							filter_value(typinput, typioparam, typmod,
+										 pnstrdup(e.val.string.val, e.val.string.len));
+				}
+				/* an empty list filters nothing */
+				if (f->nvalues == 0)
+				{
+					error_context_stack = errcb.previous;
+					continue;
+				}
 			}
 		}
 		else
@@ -861,8 +938,8 @@ table_filters(BoBackupJob *job, BoScopeTable *t, Relation rel)
 			if (from != NULL && from->type == jbvString)
 			{
 				f->has_from = true;
-				f->from = OidInputFunctionCall(typinput, pnstrdup(from->val.string.val, from->val.string.len),
-											   typioparam, -1);
+				f->from = filter_value(typinput, typioparam, -1,
+									   pnstrdup(from->val.string.val, from->val.string.len));
 			}
 			if (to != NULL && to->type == jbvString)
 			{
@@ -871,11 +948,11 @@ table_filters(BoBackupJob *job, BoScopeTable *t, Relation rel)
 																	CStringGetDatum(pnstrdup(to->val.string.val, to->val.string.len))));
 
 				f->has_to = true;
-				f->to = OidInputFunctionCall(typinput,
-											 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d + 1))),
-											 typioparam, -1);
+				f->to = filter_value(typinput, typioparam, -1,
+									 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d + 1))));
 			}
 		}
+		error_context_stack = errcb.previous;
 		filters = lappend(filters, f);
 	}
 	return filters;
@@ -1075,6 +1152,12 @@ emit_row(BoTableScan *ts, Page page, BlockNumber blk, OffsetNumber off)
 	bo_row_hash(ts->enc.row.data, ts->enc.row.len, e->hash);
 	bo_rows_digest_add_hash(&ts->t->digest, e->hash);
 	bo_row_encode(&ts->keyenc, ts->values, ts->nulls);
+	if (ts->keyenc.row.len > PG_UINT16_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("a primary key of %s.%s encodes to %d bytes, more than the row index holds (65535)",
+						ts->t->schema, ts->t->name, ts->keyenc.row.len),
+				 errhint("Leave the table out of the scope, or give it a shorter primary key.")));
 	e->keylen = ts->keyenc.row.len;
 	e->key = MemoryContextAlloc(ts->blockcxt, e->keylen);
 	memcpy(e->key, ts->keyenc.row.data, e->keylen);
@@ -1141,6 +1224,8 @@ delta_possible(BoTableScan *ts, BoIndexChain **chain)
 		return "the configuration's scope changed since the parent";
 	if (!t->in_parent)
 		return "the table is not in the parent snapshot";
+	if (t->filters_changed)
+		return "the entity registry's filter columns for the table changed since the parent";
 	*chain = bo_index_chain_open(job->chain_ids, t->relid, ts->rel->rd_node.relNode,
 								 t->fingerprint, &reason);
 	return *chain ? NULL : reason;
@@ -1238,7 +1323,11 @@ backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot sna
 		LockBuffer(buf, BUFFER_LOCK_SHARE);
 		page = BufferGetPage(buf);
 		job->progress.bytes_done += BLCKSZ;
-		if (t->delta && blk < parent_nblocks && !t->all_pages &&
+		/*
+		 * A zeroed page (a relation extension not yet used, or one a crash
+		 * left) has LSN 0 but may stand where the parent had rows: read it.
+		 */
+		if (t->delta && blk < parent_nblocks && !t->all_pages && !PageIsNew(page) &&
 			PageGetLSN(page) <= job->parent_change_lsn)
 		{
 			/* unchanged since the parent: its index records stay valid */
@@ -1325,6 +1414,16 @@ append_table_entry(StringInfo m, BoScopeTable *t)
 		escape_json(m, lfirst(lc));
 	}
 	appendStringInfoChar(m, ']');
+	json_key(m, &first, "filterColumns");
+	{
+		bool		f2 = true;
+		int			k;
+
+		appendStringInfoChar(m, '{');
+		for (k = 0; k < BO_FILTERS; k++)
+			json_str(m, &f2, filter_names[k], t->columns[k]);
+		appendStringInfoChar(m, '}');
+	}
 	json_str(m, &first, "change", t->delta ? "rows" : "whole");
 	json_str(m, &first, "changeReason", t->change_reason);
 	json_u64(m, &first, "pagesRead", t->pages_read);
@@ -1452,7 +1551,9 @@ parent_entry(BoBackupJob *job, BoScopeTable *t)
 		JsonbValue *sv,
 				   *nv,
 				   *cv,
-				   *dv;
+				   *dv,
+				   *fv;
+		int			k;
 
 		if (tok != WJB_ELEM || v.type != jbvBinary)
 			continue;
@@ -1463,6 +1564,19 @@ parent_entry(BoBackupJob *job, BoScopeTable *t)
 			memcmp(t->schema, sv->val.string.val, sv->val.string.len) != 0 ||
 			memcmp(t->name, nv->val.string.val, nv->val.string.len) != 0)
 			continue;
+		fv = getKeyJsonValueFromContainer(v.val.binary.data, "filterColumns", 13, NULL);
+		t->filters_changed = fv == NULL || fv->type != jbvBinary;
+		for (k = 0; k < BO_FILTERS && !t->filters_changed; k++)
+		{
+			JsonbValue *c = getKeyJsonValueFromContainer(fv->val.binary.data, filter_names[k],
+														 strlen(filter_names[k]), NULL);
+			bool		had = c != NULL && c->type == jbvString;
+
+			if (had != (t->columns[k] != NULL) ||
+				(had && (strlen(t->columns[k]) != c->val.string.len ||
+						 memcmp(t->columns[k], c->val.string.val, c->val.string.len) != 0)))
+				t->filters_changed = true;
+		}
 		cv = getKeyJsonValueFromContainer(v.val.binary.data, "rowCount", 8, NULL);
 		dv = getKeyJsonValueFromContainer(v.val.binary.data, "rowsDigest", 10, NULL);
 		if (cv != NULL && cv->type == jbvNumeric && dv != NULL && dv->type == jbvString)
@@ -1618,7 +1732,24 @@ complete_snapshot(BoBackupJob *job)
 	spi_exec("UPDATE backup_offline.backup_configuration "
 			 "   SET last_backup_at = now(), consecutive_failures = 0 WHERE id = $1::uuid",
 			 1, &args[8], false, 0);
-	prune_row_indexes(job);
+}
+
+static void
+prune_row_indexes_cb(void *arg)
+{
+	prune_row_indexes((BoBackupJob *) arg);
+}
+
+/* after the snapshot committed: trouble here is only logged */
+static void
+prune_after_commit(BoBackupJob *job)
+{
+	char	   *error = bo_try_subtransaction(prune_row_indexes_cb, job);
+
+	if (error != NULL)
+		ereport(WARNING,
+				(errmsg("backup_offline: could not prune row indexes after snapshot %s: %s",
+						job->snapshot_number, error)));
 }
 
 /* what failure leaves behind, run in a fresh transaction */
@@ -1749,6 +1880,7 @@ bo_backup_run(BoJobSlot *slot)
 		set_phase(job, "completing");
 		run_in_transaction(complete_snapshot, job);
 		slot_result(slot, "COMPLETED", 0, NULL);
+		run_in_transaction(prune_after_commit, job);
 	}
 	PG_CATCH();
 	{
@@ -1757,7 +1889,13 @@ bo_backup_run(BoJobSlot *slot)
 
 		f.job = job;
 		f.edata = CopyErrorData();
-		f.cancelled = f.edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+		/* a cancel; the server shutting down (SIGTERM) is a failure */
+		f.cancelled = f.edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !bo_job_terminating();
+		if (bo_job_terminating())
+		{
+			f.edata->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
+			f.edata->message = "the job worker was terminated (server shutdown or pg_terminate_backend)";
+		}
 		f.removal = NULL;
 		FlushErrorState();
 		MemoryContextSwitchTo(ecxt);

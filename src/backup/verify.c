@@ -44,7 +44,10 @@
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
+#include "parser/parse_type.h"
+#include "parser/scansup.h"
 #include "utils/acl.h"
+#include "utils/rls.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -195,6 +198,7 @@ copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat
 		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source_read, NIL, options);
 		rows = CopyFrom(cstate);
 		EndCopyFrom(cstate);
+		bo_archive_reader_close(copy_source);
 	}
 	PG_FINALLY();
 	{
@@ -209,6 +213,34 @@ copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat
  * Create table "schema"."name" with the copied columns of a manifest table
  * entry (their names, types and collations; no constraints).
  */
+/*
+ * The type a materialised column gets: the column's type with domains
+ * replaced by their base types (also as array elements), so that loading
+ * rows runs no domain CHECK, which is user code, as the extension's owner.
+ */
+static char *
+scratch_type(const char *typname)
+{
+	Oid			typid;
+	int32		typmod;
+	Oid			elem;
+
+	parseTypeString(typname, &typid, &typmod, false);
+	elem = get_element_type(typid);
+	if (OidIsValid(elem) && get_typtype(elem) == TYPTYPE_DOMAIN)
+	{
+		Oid			base = getBaseTypeAndTypmod(elem, &typmod);
+		Oid			array = get_array_type(base);
+
+		if (!OidIsValid(array))
+			elog(ERROR, "type %s has no array type", format_type_be(base));
+		return format_type_with_typemod(array, typmod);
+	}
+	if (get_typtype(typid) == TYPTYPE_DOMAIN)
+		typid = getBaseTypeAndTypmod(typid, &typmod);
+	return format_type_with_typemod(typid, typmod);
+}
+
 static void
 create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name, bool key_only)
 {
@@ -221,7 +253,11 @@ create_table_from_entry(JsonbContainer *entry, const char *schema, const char *n
 	bool		first = true;
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "CREATE TABLE %s.%s (", quote_identifier(schema), quote_identifier(name));
+	/* schema NULL: a temporary table */
+	if (schema == NULL)
+		appendStringInfo(&sql, "CREATE TEMP TABLE %s (", quote_identifier(name));
+	else
+		appendStringInfo(&sql, "CREATE TABLE %s.%s (", quote_identifier(schema), quote_identifier(name));
 	foreach(lc, copied)
 	{
 		JsonbValue *cv = lfirst(lc);
@@ -237,7 +273,7 @@ create_table_from_entry(JsonbContainer *entry, const char *schema, const char *n
 				char	   *collation = jstr(col->val.binary.data, "collation");
 
 				appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(cname),
-								 jstr(col->val.binary.data, "type"));
+								 scratch_type(jstr(col->val.binary.data, "type")));
 				if (collation)
 					appendStringInfo(&sql, " COLLATE %s", collation);
 				first = false;
@@ -313,23 +349,23 @@ static void
 apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
 			  const char *schema, const char *name, const char *target_schema, const char *target)
 {
-	char	   *deletes = psprintf("%s_deletes", target);
+	/* the keys to delete, in a temporary table: no name of the schema can clash */
+	const char *deletes = "backup_offline_deletes";
 	BoRowFormat format = entry_format(entry, schema, name);
 	List	   *keys = jelements(jcontainer(jcontainer(entry, "definition"), "primaryKey"));
 	StringInfoData sql;
 	ListCell   *lc;
 	Relation	rel;
 
-	create_table_from_entry(entry, target_schema, deletes, true);
+	create_table_from_entry(entry, NULL, deletes, true);
 	CommandCounterIncrement();
-	rel = table_open(get_relname_relid(deletes, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+	rel = table_open(RelnameGetRelid(deletes), RowExclusiveLock);
 	load_objects(storage, entry, "deletes", rel, format, encoding);
 	table_close(rel, NoLock);
 
 	initStringInfo(&sql);
-	appendStringInfo(&sql, "DELETE FROM %s.%s t USING %s.%s d WHERE ",
-					 quote_identifier(target_schema), quote_identifier(target),
-					 quote_identifier(target_schema), quote_identifier(deletes));
+	appendStringInfo(&sql, "DELETE FROM %s.%s t USING pg_temp.%s d WHERE ",
+					 quote_identifier(target_schema), quote_identifier(target), deletes);
 	foreach(lc, keys)
 	{
 		JsonbValue *k = lfirst(lc);
@@ -339,8 +375,7 @@ apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
 	}
 	if (SPI_execute(sql.data, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "could not apply the deletes of %s.%s", schema, name);
-	if (SPI_execute(psprintf("DROP TABLE %s.%s", quote_identifier(target_schema), quote_identifier(deletes)),
-					false, 0) != SPI_OK_UTILITY)
+	if (SPI_execute(psprintf("DROP TABLE pg_temp.%s", deletes), false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not drop %s", deletes);
 	CommandCounterIncrement();
 
@@ -611,11 +646,16 @@ table_target(JsonbContainer *e, List *names, bool verify)
 	ListCell   *lc;
 	int			same = 0;
 
+	char	   *target;
+
 	if (verify)
 		return psprintf("t%04d", (int) jnum(e, "ordinal"));
 	foreach(lc, names)
 		same += strcmp(lfirst(lc), tname) == 0;
-	return same > 1 ? psprintf("%s_%s", jstr(e, "schema"), tname) : tname;
+	target = same > 1 ? psprintf("%s_%s", jstr(e, "schema"), tname) : pstrdup(tname);
+	/* as CREATE TABLE would cut it, so that it is found again */
+	truncate_identifier(target, strlen(target), false);
+	return target;
 }
 
 /* one table to materialise and digest */
@@ -1003,6 +1043,13 @@ bo_rows_digest_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied for table %s", get_rel_name(relid)),
 				 errhint("rows_digest reads every row: it needs SELECT on the table.")));
+	/* it reads the heap directly: not for tables whose rows this role may only partly see */
+	if (check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("rows_digest cannot read table %s: row-level security applies to this role",
+						get_rel_name(relid)),
+				 errhint("Run it as the table's owner or a role that bypasses row-level security.")));
 	rel = table_open(relid, AccessShareLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION)
 		ereport(ERROR,

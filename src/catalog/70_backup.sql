@@ -160,12 +160,15 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.backup_snapshot', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.backup_snapshot_number_seq', '');
 
 -- The tables a configuration's scope selects now: one row per table, with
--- the entity types it holds, the registry's filter columns and flags, and
--- its primary key.  Used by the job worker (as the extension owner).
+-- the entity types it holds, the registry's filter columns (the backup keeps
+-- only the configuration's organization's rows of a table with an
+-- organization column) and flags.  Used by the job worker (as the
+-- extension owner).
 CREATE FUNCTION @extschema@.backup_scope_tables(configuration_id uuid)
 RETURNS TABLE (relid oid, schema_name name, table_name name, entity_types text[],
 			   client_id_column name, caregiver_id_column name, branch_id_column name,
-			   date_column name, contains_phi boolean, contains_pii boolean, contains_financial boolean)
+			   date_column name, organization_column name,
+			   contains_phi boolean, contains_pii boolean, contains_financial boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -185,6 +188,7 @@ AS $$
 		   (pg_catalog.array_agg(s.caregiver_id_column ORDER BY s.entity_type) FILTER (WHERE s.caregiver_id_column IS NOT NULL))[1],
 		   (pg_catalog.array_agg(s.branch_id_column ORDER BY s.entity_type) FILTER (WHERE s.branch_id_column IS NOT NULL))[1],
 		   (pg_catalog.array_agg(s.date_column ORDER BY s.entity_type) FILTER (WHERE s.date_column IS NOT NULL))[1],
+		   (pg_catalog.array_agg(s.organization_column ORDER BY s.entity_type) FILTER (WHERE s.organization_column IS NOT NULL))[1],
 		   pg_catalog.bool_or(s.contains_phi), pg_catalog.bool_or(s.contains_pii), pg_catalog.bool_or(s.contains_financial)
 	  FROM selected s
 	  JOIN pg_catalog.pg_class cl ON cl.oid OPERATOR(pg_catalog.=) s.table_name

@@ -5,9 +5,9 @@
  *
  * Registered when backup_offline is in shared_preload_libraries, it runs
  * in the database named by backup_offline.database (like pg_cron, one
- * database per cluster).  At start it fails the snapshots a crash or
- * restart left running (bo_backup_recover); then, every
- * backup_offline.scheduler_interval seconds, it looks for ACTIVE
+ * database per cluster).  Every backup_offline.scheduler_interval seconds,
+ * starting at once, it fails the snapshots a crash, a restart or a dead
+ * worker left running (bo_backup_recover), then looks for ACTIVE
  * configurations whose next_backup_at has passed and which are not
  * running, and for each:
  *
@@ -19,7 +19,9 @@
  *
  * and advances next_backup_at to the next run after now, so a missed
  * period is never run twice.  When every job slot is busy it leaves the
- * remaining configurations due and tries again at the next round.
+ * remaining configurations due and tries again at the next round; a start
+ * that fails (no background worker free) is logged, and that
+ * configuration stays due.
  * CONTINUOUS configurations are not snapshot schedules and are skipped.
  *
  * IDENTIFICATION
@@ -86,6 +88,56 @@ extension_owner(void)
 	return owner;
 }
 
+/* one due configuration */
+typedef struct BoDue
+{
+	Oid			owner;
+	const char *owner_name;
+	char	   *id;
+	char	   *organization;
+	char	   *name;
+	bool		in_window;
+	bool		no_slot;		/* out: every job slot was busy */
+} BoDue;
+
+/*
+ * Advance next_backup_at, then start the job (inside the window).  Runs
+ * in a subtransaction: when the start fails, the configuration stays due
+ * and the others go on.
+ */
+static void
+start_due(void *arg)
+{
+	BoDue	   *d = arg;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		args[1] = {CStringGetTextDatum(d->id)};
+
+	if (d->in_window && bo_job_free_slots() == 0)
+	{
+		d->no_slot = true;
+		return;
+	}
+	if (SPI_execute_with_args("UPDATE backup_offline.backup_configuration c "
+							  "   SET next_backup_at = backup_offline.next_run_time(c.schedule, c.timezone, now()) "
+							  " WHERE c.id = $1::uuid",
+							  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not advance next_backup_at");
+	if (d->in_window)
+	{
+		pg_uuid_t  *organization = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(d->organization)));
+		int			index = bo_job_prepare(MyDatabaseId, d->owner, d->id, organization, NULL, "SCHEDULE",
+										   d->owner_name, NULL, -1);
+
+		bo_job_launch(index);
+		ereport(LOG,
+				(errmsg("backup_offline scheduler: started the scheduled backup of \"%s\"", d->name)));
+	}
+	else
+		ereport(LOG,
+				(errmsg("backup_offline scheduler: skipped the backup of \"%s\": outside its backup window",
+						d->name)));
+}
+
 /*
  * One round: start what is due.  Runs in a transaction with SPI.
  */
@@ -113,46 +165,34 @@ schedule_due(Oid owner)
 
 	for (i = 0; i < ndue; i++)
 	{
-		char	   *id = SPI_getvalue(due->vals[i], due->tupdesc, 1);
-		char	   *org = SPI_getvalue(due->vals[i], due->tupdesc, 2);
-		char	   *name = SPI_getvalue(due->vals[i], due->tupdesc, 3);
+		BoDue		d;
 		char	   *in_window = SPI_getvalue(due->vals[i], due->tupdesc, 4);
-		Oid			argtypes[1] = {TEXTOID};
-		Datum		args[1] = {CStringGetTextDatum(id)};
+		char	   *error;
 
-		if (in_window != NULL && strcmp(in_window, "t") == 0)
+		d.owner = owner;
+		d.owner_name = owner_name;
+		d.id = SPI_getvalue(due->vals[i], due->tupdesc, 1);
+		d.organization = SPI_getvalue(due->vals[i], due->tupdesc, 2);
+		d.name = SPI_getvalue(due->vals[i], due->tupdesc, 3);
+		d.in_window = in_window != NULL && strcmp(in_window, "t") == 0;
+		d.no_slot = false;
+		error = bo_try_subtransaction(start_due, &d);
+		if (d.no_slot)
 		{
-			pg_uuid_t  *organization;
-
-			if (bo_job_free_slots() == 0)
-			{
-				ereport(LOG,
-						(errmsg("backup_offline scheduler: every job slot is busy; \"%s\" waits for the next round",
-								name)));
-				break;
-			}
-			organization = DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(org)));
-			bo_job_start(MyDatabaseId, owner, id, organization, NULL, "SCHEDULE", owner_name, NULL, -1);
 			ereport(LOG,
-					(errmsg("backup_offline scheduler: started the scheduled backup of \"%s\"", name)));
+					(errmsg("backup_offline scheduler: every job slot is busy; \"%s\" waits for the next round",
+							d.name)));
+			break;
 		}
-		else
+		if (error != NULL)
 			ereport(LOG,
-					(errmsg("backup_offline scheduler: skipped the backup of \"%s\": outside its backup window",
-							name)));
-
-		if (SPI_execute_with_args("UPDATE backup_offline.backup_configuration c "
-								  "   SET next_backup_at = backup_offline.next_run_time(c.schedule, c.timezone, now()) "
-								  " WHERE c.id = $1::uuid",
-								  1, argtypes, args, NULL, false, 0) != SPI_OK_UPDATE)
-			elog(ERROR, "could not advance next_backup_at");
+					(errmsg("backup_offline scheduler: could not start the backup of \"%s\": %s", d.name, error)));
 	}
 }
 
 void
 bo_launcher_main(Datum main_arg)
 {
-	volatile bool recovered = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -184,15 +224,12 @@ bo_launcher_main(Datum main_arg)
 			owner = extension_owner();
 			if (OidIsValid(owner))
 			{
-				if (!recovered)
-				{
-					int			n = bo_backup_recover();
+				/* at start, and every round: a job can also die without a restart */
+				int			n = bo_backup_recover();
 
-					if (n > 0)
-						ereport(LOG,
-								(errmsg("backup_offline scheduler: failed %d interrupted snapshots", n)));
-					recovered = true;
-				}
+				if (n > 0)
+					ereport(LOG,
+							(errmsg("backup_offline scheduler: failed %d interrupted snapshots", n)));
 				schedule_due(owner);
 			}
 			PopActiveSnapshot();
