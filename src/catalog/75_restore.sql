@@ -73,12 +73,33 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	allowed text;
+	v jsonb;
 BEGIN
 	IF TG_OP = 'INSERT' THEN
-		IF NEW.status NOT IN ('PENDING_APPROVAL', 'APPROVED') OR NEW.approved_by IS NOT NULL THEN
-			RAISE EXCEPTION 'invalid status: a new restore cannot be %', NEW.status
-				USING ERRCODE = '23514', HINT = 'Restores start PENDING_APPROVAL or APPROVED, unapproved.';
-		END IF;
+		-- whatever the statement set: everything follows from the validated request
+		v := @extschema@.validate_restore(NEW.request);
+		NEW.request := v;
+		NEW.organization_id := (v->>'organizationId')::uuid;
+		NEW.snapshot_id := (v->>'snapshotId')::uuid;
+		NEW.restore_type := (v->>'restoreType')::@extschema@.restore_type;
+		NEW.scope := v->'scope';
+		NEW.destination := coalesce(v->'destination', jsonb_build_object('file', v->'file'));
+		NEW.requires_approval := (v->>'requiresApproval')::boolean;
+		NEW.rollback_enabled := (v->>'rollbackEnabled')::boolean;
+		NEW.status := CASE WHEN NEW.requires_approval THEN 'PENDING_APPROVAL' ELSE 'APPROVED' END;
+		NEW.status_reason := NULL;
+		NEW.requested_by := current_user;
+		NEW.requested_by_user := @extschema@.current_actor();
+		NEW.approved_by := NULL;
+		NEW.approved_by_user := NULL;
+		NEW.approved_at := NULL;
+		NEW.approval_notes := NULL;
+		NEW.created_at := now();
+		NEW.started_at := NULL;
+		NEW.completed_at := NULL;
+		NEW.validation_results := NULL;
+		NEW.metrics := NULL;
+		NEW.error := NULL;
 		NEW.status_changed_at := now();
 		RETURN NEW;
 	END IF;
@@ -358,16 +379,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	v jsonb := @extschema@.validate_restore(request);
 	new_id uuid;
 BEGIN
+	-- the guard validates the request and fills in the row
 	INSERT INTO @extschema@.restore_operation
 		(organization_id, snapshot_id, restore_type, scope, destination, request, status,
-		 requires_approval, rollback_enabled, requested_by_user)
-	VALUES ((v->>'organizationId')::uuid, (v->>'snapshotId')::uuid, (v->>'restoreType')::@extschema@.restore_type,
-			v->'scope', coalesce(v->'destination', jsonb_build_object('file', v->'file')), v,
-			CASE WHEN (v->>'requiresApproval')::boolean THEN 'PENDING_APPROVAL' ELSE 'APPROVED' END::@extschema@.restore_status,
-			(v->>'requiresApproval')::boolean, (v->>'rollbackEnabled')::boolean, @extschema@.current_actor())
+		 requires_approval, rollback_enabled)
+	VALUES ('00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000', 'FULL',
+			'{}', '{}', request, 'PENDING_APPROVAL', true, true)
 	RETURNING id INTO new_id;
 	RETURN new_id;
 END
@@ -433,8 +452,68 @@ BEGIN
 		RETURN true;
 	END IF;
 	IF r.status = 'IN_PROGRESS' THEN
-		RETURN @extschema@.cancel_job(r.id);
+		RETURN @extschema@.restore_job_cancel(r.id);
 	END IF;
 	RETURN false;
 END
 $$;
+
+-- run_restore(id uuid, wait boolean DEFAULT true) RETURNS jsonb: run an
+-- APPROVED restore in a job worker (src/restore/restore.c).
+CREATE FUNCTION @extschema@.run_restore(id uuid, wait boolean DEFAULT true)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'bo_run_restore_sql'
+LANGUAGE C VOLATILE;
+
+-- Ask the job running restore id to stop (cancel_restore uses it).
+CREATE FUNCTION @extschema@.restore_job_cancel(id uuid)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'bo_restore_job_cancel_sql'
+LANGUAGE C STRICT VOLATILE;
+
+-- privileges and row-level security
+REVOKE ALL ON @extschema@.restore_operation, @extschema@.restore_status_transition FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	@extschema@.restore_operation_guard(),
+	@extschema@.validate_restore(jsonb),
+	@extschema@.create_restore(jsonb),
+	@extschema@.lock_restore(uuid),
+	@extschema@.approve_restore(uuid, text),
+	@extschema@.cancel_restore(uuid),
+	@extschema@.run_restore(uuid, boolean),
+	@extschema@.restore_job_cancel(uuid)
+FROM PUBLIC;
+
+GRANT SELECT ON @extschema@.restore_operation, @extschema@.restore_status_transition
+TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
+   backup_offline_auditor, backup_offline_app;
+-- requesting: the guard validates and fills every column from the request
+GRANT INSERT (organization_id, snapshot_id, restore_type, scope, destination, request, status,
+			  requires_approval, rollback_enabled)
+ON @extschema@.restore_operation TO backup_offline_admin, backup_offline_operator, backup_offline_app;
+-- approving and cancelling: the guard allows only those changes
+GRANT UPDATE (status, status_reason, approval_notes)
+ON @extschema@.restore_operation
+TO backup_offline_admin, backup_offline_operator, backup_offline_approver, backup_offline_app;
+GRANT EXECUTE ON FUNCTION
+	@extschema@.validate_restore(jsonb),
+	@extschema@.create_restore(jsonb),
+	@extschema@.lock_restore(uuid),
+	@extschema@.cancel_restore(uuid),
+	@extschema@.run_restore(uuid, boolean),
+	@extschema@.restore_job_cancel(uuid)
+TO backup_offline_admin, backup_offline_operator, backup_offline_app;
+GRANT EXECUTE ON FUNCTION
+	@extschema@.lock_restore(uuid),
+	@extschema@.approve_restore(uuid, text),
+	@extschema@.cancel_restore(uuid),
+	@extschema@.restore_job_cancel(uuid)
+TO backup_offline_approver;
+
+ALTER TABLE @extschema@.restore_operation ENABLE ROW LEVEL SECURITY;
+CREATE POLICY organization_rows ON @extschema@.restore_operation
+	FOR ALL
+	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()))
+	WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()));
