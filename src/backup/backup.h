@@ -118,6 +118,7 @@ extern void bo_job_publish_snapshot(const pg_uuid_t *id, const char *number,
 extern void bo_job_report(const BoJobProgress *progress);
 extern void bo_job_check_cancel(void);
 extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
+extern bool bo_job_restore_running(const pg_uuid_t *restore_id);
 extern void bo_job_claim_snapshot(const pg_uuid_t *id);
 extern bool bo_job_terminating(void);
 

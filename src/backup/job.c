@@ -231,6 +231,28 @@ bo_job_claim_snapshot(const pg_uuid_t *id)
 	LWLockRelease(job_shared->lock);
 }
 
+/* is a job running the restore with this id? */
+bool
+bo_job_restore_running(const pg_uuid_t *restore_id)
+{
+	int			i;
+	bool		running = false;
+
+	if (job_shared == NULL)
+		return false;
+	LWLockAcquire(job_shared->lock, LW_SHARED);
+	for (i = 0; i < job_shared->nslots; i++)
+	{
+		BoJobSlot  *s = &job_shared->slots[i];
+
+		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->kind == BO_JOB_RESTORE &&
+			memcmp(&s->object_id, restore_id, sizeof(pg_uuid_t)) == 0)
+			running = true;
+	}
+	LWLockRelease(job_shared->lock);
+	return running;
+}
+
 bool
 bo_job_snapshot_running(const pg_uuid_t *snapshot_id)
 {
@@ -832,13 +854,9 @@ bo_job_cancel(BoJobKind kind, const pg_uuid_t *id, const char *reason)
 		{
 			s->cancel_requested = true;
 			strlcpy(s->cancel_reason, reason, sizeof(s->cancel_reason));
+			/* SIGINT cancels what the worker does now (a COPY, a lock wait) */
 			if (s->worker_pid != 0)
-			{
-				PGPROC	   *proc = BackendPidGetProc(s->worker_pid);
-
-				if (proc != NULL)
-					SetLatch(&proc->procLatch);
-			}
+				(void) kill(s->worker_pid, SIGINT);
 			found = true;
 		}
 	}

@@ -301,11 +301,8 @@ recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("index \"%s\" of %s.%s has a definition the restore cannot read", bo_jstr(c, "name"), schema, name)));
-		/* the index, in the target's schema, on the target */
-		exec_sql(psprintf("SET LOCAL search_path = %s, pg_catalog, pg_temp", quote_identifier(target_schema)),
-				 0, NULL, NULL);
+		/* the index on the target (an index lives in its table's schema) */
 		exec_sql(psprintf("%.*s ON %s %s", (int) (at - ddl), ddl, qualified, at + strlen(source)), 0, NULL, NULL);
-		exec_sql("SET LOCAL search_path = pg_catalog, pg_temp", 0, NULL, NULL);
 	}
 }
 
