@@ -112,13 +112,20 @@ BEGIN
 		RAISE EXCEPTION 'the request of restore % cannot change', OLD.restore_number
 			USING ERRCODE = '23514', HINT = 'Cancel it and create a new restore.';
 	END IF;
-	IF (NEW.approved_by IS DISTINCT FROM OLD.approved_by OR NEW.approved_at IS DISTINCT FROM OLD.approved_at)
+	IF (NEW.approved_by IS DISTINCT FROM OLD.approved_by OR NEW.approved_at IS DISTINCT FROM OLD.approved_at
+		OR NEW.approval_notes IS DISTINCT FROM OLD.approval_notes)
 	   AND NOT (OLD.status = 'PENDING_APPROVAL' AND NEW.status = 'APPROVED') THEN
 		RAISE EXCEPTION 'restore % can only be approved on its way from PENDING_APPROVAL to APPROVED', OLD.restore_number
 			USING ERRCODE = '23514', HINT = 'Use approve_restore(id).';
 	END IF;
-	-- running, finishing and failing are the job worker's (the extension owner)
-	IF NEW.status <> OLD.status AND NEW.status IN ('IN_PROGRESS', 'COMPLETED', 'FAILED')
+	IF NEW.status_reason IS DISTINCT FROM OLD.status_reason AND NEW.status = OLD.status THEN
+		RAISE EXCEPTION 'the status reason of restore % changes only with its status', OLD.restore_number
+			USING ERRCODE = '23514', HINT = 'It says why the status is what it is.';
+	END IF;
+	-- running, finishing, failing and stopping a running restore are the job
+	-- worker's (the extension owner); cancel_restore asks the job
+	IF NEW.status <> OLD.status
+	   AND (NEW.status IN ('IN_PROGRESS', 'COMPLETED', 'FAILED') OR OLD.status = 'IN_PROGRESS')
 	   AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
 		RAISE EXCEPTION 'only the restore job sets restore % %', OLD.restore_number, NEW.status
 			USING ERRCODE = '42501', HINT = 'Use run_restore(id).';
@@ -201,17 +208,23 @@ BEGIN
 	PERFORM @extschema@.check_object(request, '',
 		ARRAY['snapshotId', 'configurationId', 'restoreType', 'scope', 'destination', 'file',
 			  'conflictResolutionStrategy', 'requiresApproval', 'rollbackEnabled', 'notes']);
-	rtype := @extschema@.json_choice(request, 'restoreType', '',
-		ARRAY['FULL', 'SELECTIVE', 'POINT_IN_TIME', 'FILE_LEVEL'], NULL);
-	IF rtype IS NULL THEN
+	IF NOT request ? 'restoreType' THEN
 		PERFORM @extschema@.raise_invalid('restoreType is required',
 			'Use FULL, SELECTIVE, POINT_IN_TIME or FILE_LEVEL.');
 	END IF;
+	rtype := @extschema@.json_choice(request, 'restoreType', '',
+		ARRAY['FULL', 'SELECTIVE', 'POINT_IN_TIME', 'FILE_LEVEL'], NULL);
 
 	scope := coalesce(request->'scope', '{}');
 	PERFORM @extschema@.check_object(scope, 'scope',
 		ARRAY['includeEntities', 'recordIds', 'clientIds', 'caregiverIds', 'dateRange', 'restoreToTimestamp']);
 	IF scope ? 'restoreToTimestamp' THEN
+		IF jsonb_typeof(scope->'restoreToTimestamp') <> 'string'
+		   OR NOT (scope->>'restoreToTimestamp') ~ '(Z|z|[+-][0-9]{2}(:?[0-9]{2})?)$' THEN
+			PERFORM @extschema@.raise_invalid(
+				format('invalid scope.restoreToTimestamp: %s', @extschema@.json_excerpt(scope->'restoreToTimestamp')),
+				'Give an ISO 8601 timestamp with a time zone, such as "2025-01-15T10:30:00Z".');
+		END IF;
 		BEGIN
 			target := (scope->>'restoreToTimestamp')::timestamptz;
 		EXCEPTION WHEN others THEN
@@ -254,6 +267,10 @@ BEGIN
 			PERFORM @extschema@.raise_invalid('scope.restoreToTimestamp is only for POINT_IN_TIME restores',
 				'Leave it out, or use restoreType POINT_IN_TIME.');
 		END IF;
+		IF config IS NOT NULL THEN
+			PERFORM @extschema@.raise_invalid('configurationId is only for POINT_IN_TIME restores',
+				'The snapshot names its configuration: leave configurationId out.');
+		END IF;
 		SELECT b.* INTO s FROM @extschema@.backup_snapshot b WHERE b.id = snap;
 		IF NOT FOUND THEN
 			PERFORM @extschema@.raise_invalid(format('snapshot %s does not exist', snap),
@@ -279,8 +296,11 @@ BEGIN
 	END LOOP;
 	PERFORM @extschema@.json_uuid_array(scope, 'clientIds', 'scope');
 	PERFORM @extschema@.json_uuid_array(scope, 'caregiverIds', 'scope');
-	IF scope ? 'recordIds' AND jsonb_typeof(scope->'recordIds') <> 'array' THEN
-		PERFORM @extschema@.raise_invalid('invalid scope.recordIds: an array is required',
+	IF scope ? 'recordIds' AND (jsonb_typeof(scope->'recordIds') <> 'array'
+		OR jsonb_array_length(scope->'recordIds') = 0
+		OR EXISTS (SELECT 1 FROM jsonb_array_elements(scope->'recordIds') x
+				   WHERE jsonb_typeof(x) NOT IN ('string', 'number'))) THEN
+		PERFORM @extschema@.raise_invalid('invalid scope.recordIds: a non-empty array of strings or numbers is required',
 			'List the primary key values (one-column keys) of the records to restore.');
 	END IF;
 	dr := scope->'dateRange';
@@ -484,6 +504,8 @@ REVOKE ALL ON FUNCTION
 	@extschema@.restore_job_cancel(uuid)
 FROM PUBLIC;
 
+GRANT USAGE ON SEQUENCE @extschema@.restore_number_seq
+TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT SELECT ON @extschema@.restore_operation, @extschema@.restore_status_transition
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
