@@ -136,6 +136,8 @@ BEGIN
 			RAISE EXCEPTION 'role "%" may not approve restores', current_user
 				USING ERRCODE = '42501', HINT = 'Approvers are members of backup_offline_approver.';
 		END IF;
+		-- not the requester: neither its role nor its application user (a pooled
+		-- login serves many application users: backup_offline.user_id tells them apart)
 		IF current_user = OLD.requested_by
 		   OR (@extschema@.current_actor() IS NOT NULL AND @extschema@.current_actor() = OLD.requested_by_user) THEN
 			RAISE EXCEPTION 'restore % cannot be approved by its own requester', OLD.restore_number

@@ -35,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -252,10 +253,17 @@ apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 							qualified, keys == NIL ? "none" : "several columns"),
 					 errhint("Restrict the restore with includeEntities to tables whose records are named by one key.")));
 		key = linitial(keys);
-		exec_sql(psprintf("DELETE FROM %s WHERE NOT %s::text = ANY ($1)", qualified,
-						  quote_identifier(pnstrdup(key->val.string.val, key->val.string.len))),
+		exec_sql(psprintf("DELETE FROM %s WHERE NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
+						  qualified, quote_identifier(pnstrdup(key->val.string.val, key->val.string.len))),
 				 1, types, values);
 	}
+}
+
+/* is a relation (an index) of that name in the schema already? */
+static bool
+name_taken(const char *schema, const char *name)
+{
+	return name != NULL && OidIsValid(get_relname_relid(name, get_namespace_oid(schema, false)));
 }
 
 /*
@@ -285,11 +293,17 @@ recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
 	{
 		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
 		char	   *type = bo_jstr(c, "type");
+		char	   *cname = bo_jstr(c, "name");
 
 		if (type == NULL || strchr("pucx", type[0]) == NULL)
 			continue;
-		exec_sql(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
-						  quote_identifier(bo_jstr(c, "name")), bo_jstr(c, "definition")), 0, NULL, NULL);
+		/* an index-backed constraint's name is taken (another table of the schema): let PostgreSQL name it */
+		if (type[0] != 'c' && name_taken(target_schema, cname))
+			exec_sql(psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")), 0, NULL, NULL);
+		else
+			exec_sql(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
+							  quote_identifier(cname), bo_jstr(c, "definition")), 0, NULL, NULL);
+		CommandCounterIncrement();
 	}
 	foreach(lc, bo_jelements(bo_jcontainer(def, "indexes")))
 	{
@@ -301,8 +315,13 @@ recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("index \"%s\" of %s.%s has a definition the restore cannot read", bo_jstr(c, "name"), schema, name)));
-		/* the index on the target (an index lives in its table's schema) */
-		exec_sql(psprintf("%.*s ON %s %s", (int) (at - ddl), ddl, qualified, at + strlen(source)), 0, NULL, NULL);
+		/* the index on the target (it lives in its table's schema), renamed by PostgreSQL when its name is taken */
+		if (name_taken(target_schema, bo_jstr(c, "name")))
+			exec_sql(psprintf("%s ON %s %s", strncmp(ddl, "CREATE UNIQUE INDEX", 19) == 0 ? "CREATE UNIQUE INDEX" : "CREATE INDEX",
+							  qualified, at + strlen(source)), 0, NULL, NULL);
+		else
+			exec_sql(psprintf("%.*s ON %s %s", (int) (at - ddl), ddl, qualified, at + strlen(source)), 0, NULL, NULL);
+		CommandCounterIncrement();
 	}
 }
 
@@ -401,6 +420,7 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 	struct stat st;
 	BoRowsDigest got;
 	char	   *qualified;
+	int			fd;
 
 	job->file_path = MemoryContextStrdup(job->cxt, bo_jstr(file, "path"));
 	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
@@ -420,13 +440,24 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("snapshot holds no table of entity type \"%s\"", entity)));
-	/* never replace a file */
+	/*
+	 * Never replace a file, nor write through a symbolic link: anything at
+	 * the path is refused, and the file is created here, private to the
+	 * server's user, before COPY writes into it.
+	 */
 	(void) bo_confine_path(job->file_path, "file.path");
-	if (stat(job->file_path, &st) == 0)
+	if (lstat(job->file_path, &st) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_FILE),
 				 errmsg("file \"%s\" already exists (file.path)", job->file_path),
 				 errhint("A FILE_LEVEL restore writes a new file; name one that does not exist.")));
+	fd = open(job->file_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\" (file.path): %m", job->file_path)));
+	close(fd);
+	job->file_written = true;
 
 	exec_sql(psprintf("CREATE SCHEMA %s", quote_identifier(scratch)), 0, NULL, NULL);
 	bo_materialize_table(storage, chain, bo_jstr(entry, "schema"), bo_jstr(entry, "name"), scratch, "t");
@@ -436,7 +467,6 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 						 bo_entry_format(entry, bo_jstr(entry, "schema"), bo_jstr(entry, "name")),
 						 GetLatestSnapshot(), &got);
 	add_result(job, entry, job->file_path, &got, true);
-	job->file_written = true;
 	exec_sql(psprintf("COPY %s TO %s WITH (FORMAT %s%s)", qualified, quote_literal_cstr(job->file_path),
 					  strcmp(format, "binary") == 0 ? "binary" : "csv",
 					  strcmp(format, "binary") == 0 ? "" : ", HEADER"), 0, NULL, NULL);
