@@ -28,7 +28,11 @@ OBJS = \
 	src/backup/job.o \
 	src/backup/snapshot.o \
 	src/backup/verify.o \
-	src/backup/rowindex.o
+	src/backup/rowindex.o \
+	src/restore/restore.o
+
+# PGXS tracks no header dependencies: every object depends on every header
+$(OBJS): $(wildcard src/*.h src/*/*.h)
 
 CATALOG_SOURCES = $(sort $(wildcard src/catalog/*.sql))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql

@@ -1,6 +1,7 @@
 -- backup_offline demo: a home-care agency's schema, its entity registry,
 -- SPEC.md's example backup configurations with their next runs, and
--- backups: FULL, INCREMENTAL, verification, a snapshot materialised.
+-- backups: FULL, INCREMENTAL, verification, a snapshot materialised, and a
+-- dropped table restored from the latest chain with an approval.
 \set ECHO queries
 SET timezone = 'America/Chicago';
 CREATE EXTENSION backup_offline;
@@ -172,6 +173,31 @@ SELECT t->>'name' AS table_name, t->>'restoredRows' AS restored_rows, t->>'equal
 SELECT backup_offline.materialize_snapshot(:'full_id', 'as_of_full')->'tables' IS NOT NULL AS materialised;
 SELECT count(*) AS visits_changed_since_full
   FROM care.visits v JOIN as_of_full.visits o USING (id) WHERE v.notes IS DISTINCT FROM o.notes;
+
+-- Restores.  Someone drops the EVV table by mistake.
+DROP TABLE care.evv_records;
+-- An operator asks for it back from the latest chain (FULL + INCREMENTAL),
+-- into a side schema...
+SELECT backup_offline.create_restore(jsonb_build_object('snapshotId', :'incr_id', 'restoreType', 'FULL',
+	'scope', '{"includeEntities": ["EVV_RECORD"]}'::jsonb, 'destination', '{"schema": "evv_recovered"}'::jsonb,
+	'notes', 'EVV table dropped by mistake')) AS restore_id \gset
+SELECT restore_number, restore_type, status FROM backup_offline.restore_operation WHERE id = :'restore_id';
+-- ... and a second person approves it (never the requester)
+CREATE ROLE demo_approver IN ROLE backup_offline_approver;
+INSERT INTO backup_offline.organization_member VALUES ('demo_approver', '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50');
+SET ROLE demo_approver;
+SELECT backup_offline.approve_restore(:'restore_id', 'confirmed with the office');
+RESET ROLE;
+SELECT r->>'status' AS status, t->>'restoredAs' AS restored_as, t->>'rows' AS rows, t->>'equalToBackup' AS equal_to_backup
+  FROM backup_offline.run_restore(:'restore_id') r, jsonb_array_elements(r->'validationResults') t;
+-- the recovered table next to the FULL's copy: the records deleted on
+-- 2026-10-08 stay deleted, as they were at the latest backup
+SELECT (SELECT count(*) FROM as_of_full.evv_records) AS at_full,
+	   (SELECT count(*) FROM evv_recovered.evv_records) AS recovered,
+	   (SELECT count(*) FROM as_of_full.evv_records f
+		 WHERE NOT EXISTS (SELECT 1 FROM evv_recovered.evv_records r WHERE r.id = f.id)) AS deleted_since_full;
+-- put it back where it was
+ALTER TABLE evv_recovered.evv_records SET SCHEMA care;
 
 -- an application role of another organization sees none of these rows and
 -- cannot read the audit log

@@ -24,6 +24,7 @@
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 #include "utils/uuid.h"
 
 #include "archive/archive.h"
@@ -39,6 +40,13 @@ typedef enum BoJobState
 	BO_JOB_RUNNING,				/* worker running */
 	BO_JOB_DONE					/* worker finished; result below */
 } BoJobState;
+
+/* what a job does */
+typedef enum BoJobKind
+{
+	BO_JOB_BACKUP = 0,
+	BO_JOB_RESTORE
+} BoJobKind;
 
 #define BO_JOB_TEXT 64
 #define BO_JOB_ERROR 1024
@@ -59,6 +67,8 @@ typedef struct BoJobProgress
 typedef struct BoJobSlot
 {
 	BoJobState	state;
+	BoJobKind	kind;
+	pg_uuid_t	object_id;		/* a restore job: the restore's id */
 	uint64		generation;		/* changes each time the slot is taken */
 	int			worker_pid;
 	int			requester_procno;	/* waiting backend's pgprocno, or -1 */
@@ -96,6 +106,10 @@ extern int	bo_job_prepare(Oid database, Oid run_as, const char *configuration_id
 						   const char *trigger, const char *requested_by,
 						   const char *requested_by_user, int requester_procno);
 extern void bo_job_launch(int index);
+extern bool bo_job_cancel(BoJobKind kind, const pg_uuid_t *id, const char *reason);
+extern BoJobSlot *bo_job_slot(int index);
+extern void bo_job_run(int index, bool wait, BoJobSlot *result);
+extern void bo_job_require(const char *what);
 
 /* inside a job worker */
 extern BoJobSlot *bo_job_my_slot(void);
@@ -104,6 +118,7 @@ extern void bo_job_publish_snapshot(const pg_uuid_t *id, const char *number,
 extern void bo_job_report(const BoJobProgress *progress);
 extern void bo_job_check_cancel(void);
 extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
+extern bool bo_job_restore_running(const pg_uuid_t *restore_id);
 extern void bo_job_claim_snapshot(const pg_uuid_t *id);
 extern bool bo_job_terminating(void);
 
@@ -206,6 +221,22 @@ extern char *bo_manifest_read(BoStorage *storage, const char *name, size_t *len)
  * ---------------------------------------------------------------------
  */
 extern void bo_set_job_gucs(void);
+
+/* manifest access and materialisation, shared with restores */
+extern JsonbValue *bo_jget(JsonbContainer *c, const char *key);
+extern char *bo_jstr(JsonbContainer *c, const char *key);
+extern uint64 bo_jnum(JsonbContainer *c, const char *key);
+extern JsonbContainer *bo_jcontainer(JsonbContainer *c, const char *key);
+extern List *bo_jelements(JsonbContainer *array);
+extern JsonbContainer *bo_manifest_table(Jsonb *manifest, const char *schema, const char *name);
+extern BoRowFormat bo_entry_format(JsonbContainer *entry, const char *schema, const char *name);
+extern void bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
+								 const char *target_schema, const char *target);
+extern void bo_table_rows_digest(Oid relid, BoRowFormat format, Snapshot source, BoRowsDigest *out);
+extern List *bo_chain_manifests(const char *snapshot_id);
+
+/* restores (src/restore/restore.c) */
+extern void bo_restore_run(BoJobSlot *slot);
 
 /* the scheduler (src/schedule/launcher.c) */
 extern void bo_launcher_register(void);

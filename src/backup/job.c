@@ -133,8 +133,8 @@ bo_job_free_slots(void)
 	return n;
 }
 
-static void
-require_jobs(const char *what)
+void
+bo_job_require(const char *what)
 {
 	if (!bo_job_available())
 		ereport(ERROR,
@@ -229,6 +229,28 @@ bo_job_claim_snapshot(const pg_uuid_t *id)
 	my_slot->snapshot_id = *id;
 	my_slot->claimed = true;
 	LWLockRelease(job_shared->lock);
+}
+
+/* is a job running the restore with this id? */
+bool
+bo_job_restore_running(const pg_uuid_t *restore_id)
+{
+	int			i;
+	bool		running = false;
+
+	if (job_shared == NULL)
+		return false;
+	LWLockAcquire(job_shared->lock, LW_SHARED);
+	for (i = 0; i < job_shared->nslots; i++)
+	{
+		BoJobSlot  *s = &job_shared->slots[i];
+
+		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->kind == BO_JOB_RESTORE &&
+			memcmp(&s->object_id, restore_id, sizeof(pg_uuid_t)) == 0)
+			running = true;
+	}
+	LWLockRelease(job_shared->lock);
+	return running;
 }
 
 bool
@@ -334,7 +356,10 @@ bo_backup_worker_main(Datum main_arg)
 		SetConfigOption("backup_offline.compression_workers", value, PGC_USERSET, PGC_S_SESSION);
 	}
 
-	bo_backup_run(slot);
+	if (slot->kind == BO_JOB_RESTORE)
+		bo_restore_run(slot);
+	else
+		bo_backup_run(slot);
 	/* job_worker_exit marks the slot done */
 	proc_exit(0);
 }
@@ -578,6 +603,49 @@ release_slot_on_error(int code, Datum arg)
 	release_slot(DatumGetInt32(arg), true);
 }
 
+/* the slot of a prepared job, to fill in before bo_job_run */
+BoJobSlot *
+bo_job_slot(int index)
+{
+	return &job_shared->slots[index];
+}
+
+/*
+ * Start a prepared job (its slot's requester is this backend) and wait:
+ * with wait, until it is done (the slot freed, its last state in
+ * *result); without, until the worker has published its object (or is
+ * done).  An interrupt while waiting cancels the job.
+ */
+void
+bo_job_run(int index, bool wait, BoJobSlot *result)
+{
+	BoJobSlot  *slot = &job_shared->slots[index];
+	BoJobSlot	copy;
+
+	PG_ENSURE_ERROR_CLEANUP(release_slot_on_error, Int32GetDatum(index));
+	{
+		bo_job_launch(index);
+		for (;;)
+		{
+			LWLockAcquire(job_shared->lock, LW_SHARED);
+			copy = *slot;
+			LWLockRelease(job_shared->lock);
+			if (copy.state == BO_JOB_DONE || (!wait && copy.have_snapshot))
+				break;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
+	PG_END_ENSURE_ERROR_CLEANUP(release_slot_on_error, Int32GetDatum(index));
+	if (copy.state == BO_JOB_DONE)
+		free_slot(index);
+	else
+		release_slot(index, false);
+	*result = copy;
+}
+
 static const char *
 format_bytes(int64 bytes)
 {
@@ -605,7 +673,7 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 	bool		told_type = false;
 	TimestampTz last_notice = 0;
 
-	require_jobs("run_backup");
+	bo_job_require("run_backup");
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -742,10 +810,9 @@ bo_cancel_backup_sql(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id = PG_GETARG_UUID_P(0);
 	Oid			argtypes[1] = {UUIDOID};
 	Datum		args[1] = {UUIDPGetDatum(id)};
-	bool		found = false;
-	int			i;
+	bool		found;
 
-	require_jobs("cancel_backup");
+	bo_job_require("cancel_backup");
 	/* the caller must see the snapshot (row-level security) */
 	SPI_connect();
 	if (SPI_execute_with_args("SELECT 1 FROM backup_offline.backup_snapshot WHERE id = $1",
@@ -759,29 +826,42 @@ bo_cancel_backup_sql(PG_FUNCTION_ARGS)
 				 errhint("Check the id; snapshots of other organizations are not visible.")));
 	SPI_finish();
 
+	found = bo_job_cancel(BO_JOB_BACKUP, id,
+						  psprintf("requested by %s", GetUserNameFromId(GetUserId(), false)));
+	PG_RETURN_BOOL(found);
+}
+
+/*
+ * Ask the running job of that kind for id (a backup's snapshot, a restore)
+ * to stop; false when none runs it.
+ */
+bool
+bo_job_cancel(BoJobKind kind, const pg_uuid_t *id, const char *reason)
+{
+	bool		found = false;
+	int			i;
+
+	if (job_shared == NULL)
+		return false;
 	LWLockAcquire(job_shared->lock, LW_EXCLUSIVE);
 	for (i = 0; i < job_shared->nslots; i++)
 	{
 		BoJobSlot  *s = &job_shared->slots[i];
+		const pg_uuid_t *its = kind == BO_JOB_RESTORE ? &s->object_id : &s->snapshot_id;
 
-		if (s->state == BO_JOB_RUNNING && s->have_snapshot &&
-			memcmp(&s->snapshot_id, id, sizeof(pg_uuid_t)) == 0)
+		if (s->state == BO_JOB_RUNNING && s->kind == kind && (kind == BO_JOB_RESTORE || s->have_snapshot) &&
+			memcmp(its, id, sizeof(pg_uuid_t)) == 0)
 		{
 			s->cancel_requested = true;
-			snprintf(s->cancel_reason, sizeof(s->cancel_reason), "requested by %s",
-					 GetUserNameFromId(GetUserId(), false));
+			strlcpy(s->cancel_reason, reason, sizeof(s->cancel_reason));
+			/* SIGINT cancels what the worker does now (a COPY, a lock wait) */
 			if (s->worker_pid != 0)
-			{
-				PGPROC	   *proc = BackendPidGetProc(s->worker_pid);
-
-				if (proc != NULL)
-					SetLatch(&proc->procLatch);
-			}
+				(void) kill(s->worker_pid, SIGINT);
 			found = true;
 		}
 	}
 	LWLockRelease(job_shared->lock);
-	PG_RETURN_BOOL(found);
+	return found;
 }
 
 Datum
@@ -830,7 +910,7 @@ bo_backup_progress_sql(PG_FUNCTION_ARGS)
 		LWLockAcquire(job_shared->lock, LW_SHARED);
 		s = job_shared->slots[i];
 		LWLockRelease(job_shared->lock);
-		if (s.state != BO_JOB_RUNNING || !s.have_snapshot)
+		if (s.state != BO_JOB_RUNNING || !s.have_snapshot || s.kind != BO_JOB_BACKUP)
 			continue;
 		if (!all)
 		{

@@ -71,36 +71,36 @@ PG_FUNCTION_INFO_V1(bo_materialize_snapshot_sql);
  * jsonb helpers
  * ---------------------------------------------------------------------
  */
-static JsonbValue *
-jget(JsonbContainer *c, const char *key)
+JsonbValue *
+bo_jget(JsonbContainer *c, const char *key)
 {
 	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
 }
 
-static char *
-jstr(JsonbContainer *c, const char *key)
+char *
+bo_jstr(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = jget(c, key);
+	JsonbValue *v = bo_jget(c, key);
 
 	if (v == NULL || v->type != jbvString)
 		return NULL;
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
-static uint64
-jnum(JsonbContainer *c, const char *key)
+uint64
+bo_jnum(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = jget(c, key);
+	JsonbValue *v = bo_jget(c, key);
 
 	if (v == NULL || v->type != jbvNumeric)
 		return 0;
 	return DatumGetUInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(v->val.numeric)));
 }
 
-static JsonbContainer *
-jcontainer(JsonbContainer *c, const char *key)
+JsonbContainer *
+bo_jcontainer(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = jget(c, key);
+	JsonbValue *v = bo_jget(c, key);
 
 	if (v == NULL || v->type != jbvBinary)
 		return NULL;
@@ -108,8 +108,8 @@ jcontainer(JsonbContainer *c, const char *key)
 }
 
 /* the elements of a JSON array container that are objects or arrays */
-static List *
-jelements(JsonbContainer *array)
+List *
+bo_jelements(JsonbContainer *array)
 {
 	List	   *out = NIL;
 	JsonbIterator *it;
@@ -245,9 +245,9 @@ static void
 create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name, bool key_only)
 {
 	StringInfoData sql;
-	JsonbContainer *def = jcontainer(entry, "definition");
-	List	   *columns = jelements(jcontainer(def, "columns"));
-	List	   *copied = jelements(key_only ? jcontainer(def, "primaryKey") : jcontainer(entry, "copyColumns"));
+	JsonbContainer *def = bo_jcontainer(entry, "definition");
+	List	   *columns = bo_jelements(bo_jcontainer(def, "columns"));
+	List	   *copied = bo_jelements(key_only ? bo_jcontainer(def, "primaryKey") : bo_jcontainer(entry, "copyColumns"));
 	ListCell   *lc;
 	ListCell   *lc2;
 	bool		first = true;
@@ -266,14 +266,14 @@ create_table_from_entry(JsonbContainer *entry, const char *schema, const char *n
 		foreach(lc2, columns)
 		{
 			JsonbValue *col = lfirst(lc2);
-			char	   *n = jstr(col->val.binary.data, "name");
+			char	   *n = bo_jstr(col->val.binary.data, "name");
 
 			if (n != NULL && strcmp(n, cname) == 0)
 			{
-				char	   *collation = jstr(col->val.binary.data, "collation");
+				char	   *collation = bo_jstr(col->val.binary.data, "collation");
 
 				appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(cname),
-								 scratch_type(jstr(col->val.binary.data, "type")));
+								 scratch_type(bo_jstr(col->val.binary.data, "type")));
 				if (collation)
 					appendStringInfo(&sql, " COLLATE %s", collation);
 				first = false;
@@ -291,16 +291,16 @@ create_table_from_entry(JsonbContainer *entry, const char *schema, const char *n
 }
 
 /* the manifest entry of table schema.name, or NULL */
-static JsonbContainer *
-find_table(Jsonb *manifest, const char *schema, const char *name)
+JsonbContainer *
+bo_manifest_table(Jsonb *manifest, const char *schema, const char *name)
 {
 	ListCell   *lc;
 
-	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	foreach(lc, bo_jelements(bo_jcontainer(&manifest->root, "tables")))
 	{
 		JsonbValue *t = lfirst(lc);
-		char	   *s = jstr(t->val.binary.data, "schema");
-		char	   *n = jstr(t->val.binary.data, "name");
+		char	   *s = bo_jstr(t->val.binary.data, "schema");
+		char	   *n = bo_jstr(t->val.binary.data, "name");
 
 		if (s && n && strcmp(s, schema) == 0 && strcmp(n, name) == 0)
 			return t->val.binary.data;
@@ -315,24 +315,24 @@ load_objects(BoStorage *storage, JsonbContainer *entry, const char *kind, Relati
 {
 	ListCell   *lc;
 
-	foreach(lc, jelements(jcontainer(entry, "objects")))
+	foreach(lc, bo_jelements(bo_jcontainer(entry, "objects")))
 	{
 		JsonbContainer *o = ((JsonbValue *) lfirst(lc))->val.binary.data;
-		char	   *k = jstr(o, "kind");
+		char	   *k = bo_jstr(o, "kind");
 
 		if (k != NULL && strcmp(k, kind) == 0)
 		{
-			copy_object_into(storage, jstr(o, "name"), rel, format, encoding);
+			copy_object_into(storage, bo_jstr(o, "name"), rel, format, encoding);
 			CommandCounterIncrement();
 		}
 	}
 }
 
-static BoRowFormat
-entry_format(JsonbContainer *entry, const char *schema, const char *name)
+BoRowFormat
+bo_entry_format(JsonbContainer *entry, const char *schema, const char *name)
 {
 	BoRowFormat format;
-	char	   *f = jstr(entry, "format");
+	char	   *f = bo_jstr(entry, "format");
 
 	if (f == NULL || !bo_row_format_parse(f, &format))
 		ereport(ERROR,
@@ -351,8 +351,8 @@ apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
 {
 	/* the keys to delete, in a temporary table: no name of the schema can clash */
 	const char *deletes = "backup_offline_deletes";
-	BoRowFormat format = entry_format(entry, schema, name);
-	List	   *keys = jelements(jcontainer(jcontainer(entry, "definition"), "primaryKey"));
+	BoRowFormat format = bo_entry_format(entry, schema, name);
+	List	   *keys = bo_jelements(bo_jcontainer(bo_jcontainer(entry, "definition"), "primaryKey"));
 	StringInfoData sql;
 	ListCell   *lc;
 	Relation	rel;
@@ -390,8 +390,8 @@ apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
  * target_schema.target: the newest whole copy along the chain, then the
  * changes of every later snapshot, in order.
  */
-static void
-materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
+void
+bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
 				  const char *target_schema, const char *target)
 {
 	int			n = list_length(chain);
@@ -402,14 +402,14 @@ materialize_table(BoStorage *storage, List *chain, const char *schema, const cha
 
 	for (i = n - 1; i >= 0 && start < 0; i--)
 	{
-		JsonbContainer *e = find_table(list_nth(chain, i), schema, name);
+		JsonbContainer *e = bo_manifest_table(list_nth(chain, i), schema, name);
 		char	   *change;
 
 		if (e == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("table %s.%s is missing from a snapshot of the chain", schema, name)));
-		change = jstr(e, "change");
+		change = bo_jstr(e, "change");
 		if (change == NULL || strcmp(change, "whole") == 0)
 			start = i;
 	}
@@ -418,23 +418,23 @@ materialize_table(BoStorage *storage, List *chain, const char *schema, const cha
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the chain holds no whole copy of table %s.%s", schema, name)));
 
-	entry = find_table(list_nth(chain, start), schema, name);
-	create_table_from_entry(find_table(llast(chain), schema, name), target_schema, target, false);
+	entry = bo_manifest_table(list_nth(chain, start), schema, name);
+	create_table_from_entry(bo_manifest_table(llast(chain), schema, name), target_schema, target, false);
 	CommandCounterIncrement();
 	rel = table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
-	load_objects(storage, entry, "rows", rel, entry_format(entry, schema, name),
-				 jstr(&((Jsonb *) list_nth(chain, start))->root, "serverEncoding"));
+	load_objects(storage, entry, "rows", rel, bo_entry_format(entry, schema, name),
+				 bo_jstr(&((Jsonb *) list_nth(chain, start))->root, "serverEncoding"));
 	table_close(rel, NoLock);
 
 	for (i = start + 1; i < n; i++)
-		apply_changes(storage, find_table(list_nth(chain, i), schema, name),
-					  jstr(&((Jsonb *) list_nth(chain, i))->root, "serverEncoding"),
+		apply_changes(storage, bo_manifest_table(list_nth(chain, i), schema, name),
+					  bo_jstr(&((Jsonb *) list_nth(chain, i))->root, "serverEncoding"),
 					  schema, name, target_schema, target);
 }
 
 /* count and rows digest of a table, encoded as format */
-static void
-table_rows_digest(Oid relid, BoRowFormat format, Snapshot source, BoRowsDigest *out)
+void
+bo_table_rows_digest(Oid relid, BoRowFormat format, Snapshot source, BoRowsDigest *out)
 {
 	Relation	rel = table_open(relid, AccessShareLock);
 	TupleDesc	tupdesc = RelationGetDescr(rel);
@@ -566,11 +566,11 @@ check_object(void *arg)
 		uint64		size;
 		char	   *digest = stored_digest(v, name, &size);
 
-		if (size != jnum(o, "storedLength"))
+		if (size != bo_jnum(o, "storedLength"))
 			problem(v, name, psprintf("stored size is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
-									  size, jnum(o, "storedLength")));
-		else if (strcmp(digest, jstr(o, "storedDigest")) != 0)
-			problem(v, name, psprintf("stored digest is %s, the manifest says %s", digest, jstr(o, "storedDigest")));
+									  size, bo_jnum(o, "storedLength")));
+		else if (strcmp(digest, bo_jstr(o, "storedDigest")) != 0)
+			problem(v, name, psprintf("stored digest is %s, the manifest says %s", digest, bo_jstr(o, "storedDigest")));
 		v->bytes += size;
 	}
 	else
@@ -578,12 +578,12 @@ check_object(void *arg)
 		BoArchiveResult res;
 
 		read_object(v, name, &res);
-		if (res.plaintext_length != jnum(o, "plaintextLength"))
+		if (res.plaintext_length != bo_jnum(o, "plaintextLength"))
 			problem(v, name, psprintf("plaintext is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
-									  res.plaintext_length, jnum(o, "plaintextLength")));
-		else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), jstr(o, "plaintextDigest")) != 0)
+									  res.plaintext_length, bo_jnum(o, "plaintextLength")));
+		else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), bo_jstr(o, "plaintextDigest")) != 0)
 			problem(v, name, "plaintext digest differs from the manifest");
-		else if (strcmp(hex_of(res.stored_digest, res.digest_length), jstr(o, "storedDigest")) != 0)
+		else if (strcmp(hex_of(res.stored_digest, res.digest_length), bo_jstr(o, "storedDigest")) != 0)
 			problem(v, name, "stored digest differs from the manifest");
 		v->bytes += res.stored_length;
 	}
@@ -630,7 +630,7 @@ static void
 verify_object_entry(BoVerify *v, JsonbContainer *o, const char *manifest_name,
 					const char *checksum, Jsonb *catalog_manifest)
 {
-	BoObjectCheck c = {v, o, o ? jstr(o, "name") : manifest_name, checksum, catalog_manifest};
+	BoObjectCheck c = {v, o, o ? bo_jstr(o, "name") : manifest_name, checksum, catalog_manifest};
 	char	   *error = bo_try_subtransaction(o ? check_object : check_manifest, &c);
 
 	if (error != NULL)
@@ -642,20 +642,49 @@ verify_object_entry(BoVerify *v, JsonbContainer *o, const char *manifest_name,
 static char *
 table_target(JsonbContainer *e, List *names, bool verify)
 {
-	char	   *tname = jstr(e, "name");
+	char	   *tname = bo_jstr(e, "name");
 	ListCell   *lc;
 	int			same = 0;
 
 	char	   *target;
 
 	if (verify)
-		return psprintf("t%04d", (int) jnum(e, "ordinal"));
+		return psprintf("t%04d", (int) bo_jnum(e, "ordinal"));
 	foreach(lc, names)
 		same += strcmp(lfirst(lc), tname) == 0;
-	target = same > 1 ? psprintf("%s_%s", jstr(e, "schema"), tname) : pstrdup(tname);
+	target = same > 1 ? psprintf("%s_%s", bo_jstr(e, "schema"), tname) : pstrdup(tname);
 	/* as CREATE TABLE would cut it, so that it is found again */
 	truncate_identifier(target, strlen(target), false);
 	return target;
+}
+
+/*
+ * The manifests of the chain that restores snapshot_id, its FULL first (a
+ * List of Jsonb).  SPI must be connected.
+ */
+List *
+bo_chain_manifests(const char *snapshot_id)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		args[1];
+	List	   *chain = NIL;
+	uint64		i;
+
+	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(snapshot_id));
+	if (SPI_execute_with_args("SELECT manifest::text FROM backup_offline.snapshot_chain($1)",
+							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not read the snapshot chain");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		char	   *m = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("a snapshot of the chain has no manifest")));
+		chain = lappend(chain, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(m))));
+	}
+	return chain;
 }
 
 /* one table to materialise and digest */
@@ -675,12 +704,12 @@ static void
 restore_one_table(void *arg)
 {
 	BoTableRestore *r = arg;
-	BoRowFormat format = entry_format(r->entry, r->schema, r->name);
+	BoRowFormat format = bo_entry_format(r->entry, r->schema, r->name);
 
-	materialize_table(r->v->storage, r->chain, r->schema, r->name, r->target_schema, r->target);
+	bo_materialize_table(r->v->storage, r->chain, r->schema, r->name, r->target_schema, r->target);
 	CommandCounterIncrement();
 	/* the rows this transaction has just loaded */
-	table_rows_digest(get_relname_relid(r->target, get_namespace_oid(r->target_schema, false)), format,
+	bo_table_rows_digest(get_relname_relid(r->target, get_namespace_oid(r->target_schema, false)), format,
 					  GetLatestSnapshot(), &r->got);
 }
 
@@ -694,28 +723,12 @@ static void
 restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo out,
 			   const char *schema, bool verify)
 {
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		args[1];
-	List	   *chain = NIL;
-	uint64		i;
+	List	   *chain;
 	ListCell   *lc;
 	bool		first_table = true;
 	List	   *names = NIL;
 
-	args[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(snapshot_id));
-	if (SPI_execute_with_args("SELECT manifest::text FROM backup_offline.snapshot_chain($1)",
-							  1, argtypes, args, NULL, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read the snapshot chain");
-	for (i = 0; i < SPI_processed; i++)
-	{
-		char	   *m = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		if (m == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("a snapshot of the chain has no manifest")));
-		chain = lappend(chain, DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(m))));
-	}
+	chain = bo_chain_manifests(snapshot_id);
 
 	if (OidIsValid(get_namespace_oid(schema, true)))
 	{
@@ -730,20 +743,20 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 	if (!verify)
 	{
 		/* the table names, to see which are ambiguous */
-		foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
-			names = lappend(names, jstr(((JsonbValue *) lfirst(lc))->val.binary.data, "name"));
+		foreach(lc, bo_jelements(bo_jcontainer(&manifest->root, "tables")))
+			names = lappend(names, bo_jstr(((JsonbValue *) lfirst(lc))->val.binary.data, "name"));
 	}
 
 	appendStringInfoString(out, "[");
-	foreach(lc, jelements(jcontainer(&manifest->root, "tables")))
+	foreach(lc, bo_jelements(bo_jcontainer(&manifest->root, "tables")))
 	{
 		JsonbValue *t = lfirst(lc);
 		JsonbContainer *e = t->val.binary.data;
-		char	   *tschema = jstr(e, "schema");
-		char	   *tname = jstr(e, "name");
+		char	   *tschema = bo_jstr(e, "schema");
+		char	   *tname = bo_jstr(e, "name");
 		char	   *target = table_target(e, names, verify);
-		char	   *expected = jstr(e, "rowsDigest");
-		uint64		expected_rows = jnum(e, "rowCount");
+		char	   *expected = bo_jstr(e, "rowsDigest");
+		uint64		expected_rows = bo_jnum(e, "rowCount");
 		BoTableRestore r = {v, chain, e, tschema, tname, schema, target};
 		bool		equal = false;
 		char	   *error;
@@ -918,12 +931,12 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
 	initStringInfo(&tables);
 
 	verify_object_entry(&v, NULL, row.manifest_name, row.checksum, row.manifest);
-	foreach(lc, jelements(jcontainer(&row.manifest->root, "tables")))
+	foreach(lc, bo_jelements(bo_jcontainer(&row.manifest->root, "tables")))
 	{
 		JsonbValue *t = lfirst(lc);
 		ListCell   *lc2;
 
-		foreach(lc2, jelements(jcontainer(t->val.binary.data, "objects")))
+		foreach(lc2, bo_jelements(bo_jcontainer(t->val.binary.data, "objects")))
 			verify_object_entry(&v, ((JsonbValue *) lfirst(lc2))->val.binary.data, NULL, NULL, NULL);
 	}
 	if (v.level == BO_VERIFY_RESTORE && v.nproblems == 0)
@@ -1060,7 +1073,7 @@ bo_rows_digest_sql(PG_FUNCTION_ARGS)
 
 	nestlevel = NewGUCNestLevel();
 	bo_set_job_gucs();
-	table_rows_digest(relid, format, GetActiveSnapshot(), &d);
+	bo_table_rows_digest(relid, format, GetActiveSnapshot(), &d);
 	AtEOXact_GUC(false, nestlevel);
 
 	json = psprintf("{\"format\": \"%s\", \"rowCount\": " UINT64_FORMAT ", \"rowsDigest\": \"%s\"}",

@@ -9,7 +9,7 @@ set -uo pipefail
 DIR=$BO_TEST_DIR/demo
 PORT=$((BO_TEST_PORT + 13))
 trap 'cluster_stop "$DIR"' EXIT
-plan 11
+plan 13
 
 cluster_start "$DIR" "$PORT"
 ok $? "cluster started"
@@ -34,4 +34,8 @@ is "$(q "$DIR" "$PORT" postgres "SELECT status || ':' || (verification->>'level'
 	"COMPLETED:restore:true" "the INCREMENTAL's last verification (restore level) is recorded as valid"
 is "$(grep -E '^ (caregivers|clients|evv_records|visits) ' "$DIR/demo.out" | grep -c '| true')" "4" \
 	"the restore-level verification finds every non-empty table equal"
+is "$(q "$DIR" "$PORT" postgres "SELECT status || ' ' || approved_by FROM backup_offline.restore_operation")" \
+	"COMPLETED demo_approver" "the dropped table's restore was approved by the second person and completed"
+is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FROM care.evv_records")" "3920" \
+	"the EVV table is back with its rows as of the latest backup"
 [ $TAP_FAILED -eq 0 ] || cat "$DIR/demo.out" | sed 's/^/# /'

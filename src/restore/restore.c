@@ -1,0 +1,699 @@
+/*-------------------------------------------------------------------------
+ *
+ * restore.c
+ *		Running a restore: run_restore and the restore job.
+ *
+ * A restore (restore_operation, src/catalog/75_restore.sql) that is
+ * APPROVED runs in a job worker (job.c), like a backup, as the extension's
+ * owner:
+ *
+ *	1. IN_PROGRESS, committed.
+ *	2. One transaction: the snapshot's chain materialised (the engine of
+ *	   materialize_snapshot, verify.c) -
+ *	   - FULL, POINT_IN_TIME, SELECTIVE: into a new schema (the request's
+ *		 destination.schema, or restore_<number>), one table per table of
+ *		 the scope's entity types, named with the destination's tablePrefix,
+ *		 then for SELECTIVE the rows outside the selection deleted (through
+ *		 the filter columns the manifest recorded), then the tables' NOT
+ *		 NULL columns, primary key, unique, check and exclusion constraints
+ *		 and indexes recreated from the manifest's definitions;
+ *	   - FILE_LEVEL: one table into a scratch schema, written to the
+ *		 request's server file with COPY (csv with a header, or binary),
+ *		 the scratch schema dropped;
+ *	   validation results (per table: rows, and for whole tables the rows
+ *	   digest against the manifest) and metrics, and COMPLETED, in the same
+ *	   transaction.
+ *	3. On an error or a cancel the transaction rolls back (nothing of the
+ *	   restore is left; a file written before the error is removed) and
+ *	   the restore becomes FAILED or CANCELLED in a new one.  A crash leaves
+ *	   it IN_PROGRESS until the next job's recovery fails it.
+ *
+ * IDENTIFICATION
+ *		src/restore/restore.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "parser/scansup.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "catalog/pg_proc.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/uuid.h"
+#include "utils/array.h"
+
+#include "backup_offline.h"
+#include "backup/backup.h"
+#include "storage/paths.h"
+#include "storage/storage.h"
+
+PG_FUNCTION_INFO_V1(bo_run_restore_sql);
+PG_FUNCTION_INFO_V1(bo_restore_job_cancel_sql);
+
+/* ---------------------------------------------------------------------
+ * SPI helpers
+ * ---------------------------------------------------------------------
+ */
+static void
+exec_sql(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
+}
+
+static char *
+value_text(int col)
+{
+	return SPI_processed > 0 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col) : NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * The restore job
+ * ---------------------------------------------------------------------
+ */
+typedef struct BoRestoreJob
+{
+	MemoryContext cxt;
+	char	   *id;
+	char	   *number;
+	Jsonb	   *request;		/* validate_restore's normalised request */
+	char	   *snapshot_id;
+	char	   *storage_json;
+	Jsonb	   *manifest;
+	char	   *file_path;		/* FILE_LEVEL: written, to remove on failure */
+	bool		file_written;
+	StringInfoData results;		/* validation results: JSON array members */
+	int			nresults;
+	uint64		rows;
+	int			tables;
+} BoRestoreJob;
+
+static void
+start_restore(BoRestoreJob *job)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {DirectFunctionCall1(uuid_in, CStringGetDatum(job->id))};
+	MemoryContext old;
+	char	   *status;
+
+	exec_sql("SELECT r.status::text, r.restore_number, r.request::text, r.snapshot_id::text, "
+			 "       s.storage_location->'destination', s.manifest::text "
+			 "  FROM backup_offline.restore_operation r "
+			 "  JOIN backup_offline.backup_snapshot s ON s.id = r.snapshot_id "
+			 " WHERE r.id = $1 FOR UPDATE OF r", 1, types, values);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("restore %s does not exist", job->id)));
+	old = MemoryContextSwitchTo(job->cxt);
+	status = pstrdup(value_text(1));
+	job->number = pstrdup(value_text(2));
+	job->request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value_text(3))));
+	job->snapshot_id = pstrdup(value_text(4));
+	job->storage_json = pstrdup(value_text(5));
+	job->manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value_text(6))));
+	MemoryContextSwitchTo(old);
+	if (strcmp(status, "APPROVED") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s is %s", job->number, status),
+				 errhint("Only APPROVED restores run.")));
+	exec_sql("UPDATE backup_offline.restore_operation SET status = 'IN_PROGRESS', started_at = now() "
+			 " WHERE id = $1", 1, types, values);
+}
+
+/* does the manifest table entry hold one of the scope's entity types? */
+static bool
+table_in_scope(JsonbContainer *entry, Jsonb *request)
+{
+	JsonbContainer *scope = bo_jcontainer(&request->root, "scope");
+	JsonbContainer *wanted = scope ? bo_jcontainer(scope, "includeEntities") : NULL;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	if (wanted == NULL)
+		return true;
+	foreach(lc, bo_jelements(bo_jcontainer(entry, "entityTypes")))
+	{
+		JsonbValue *have = lfirst(lc);
+
+		foreach(lc2, bo_jelements(wanted))
+		{
+			JsonbValue *w = lfirst(lc2);
+
+			if (have->val.string.len == w->val.string.len &&
+				memcmp(have->val.string.val, w->val.string.val, w->val.string.len) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* the strings of a JSON array as a text[] literal's elements, for SPI */
+static Datum
+text_array(JsonbContainer *array)
+{
+	List	   *items = bo_jelements(array);
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(items), 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, items)
+	{
+		JsonbValue *v = lfirst(lc);
+
+		if (v->type == jbvString)
+			elems[n++] = PointerGetDatum(cstring_to_text_with_len(v->val.string.val, v->val.string.len));
+		else if (v->type == jbvNumeric)
+			elems[n++] = CStringGetTextDatum(DatumGetCString(DirectFunctionCall1(numeric_out,
+																				   NumericGetDatum(v->val.numeric))));
+	}
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+/*
+ * SELECTIVE: delete the rows of target outside the request's selection,
+ * through the filter columns the manifest recorded for the table.
+ */
+static void
+apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
+{
+	JsonbContainer *scope = bo_jcontainer(&job->request->root, "scope");
+	JsonbContainer *filters = bo_jcontainer(entry, "filterColumns");
+	JsonbContainer *pk = bo_jcontainer(bo_jcontainer(entry, "definition"), "primaryKey");
+	static const char *const id_filters[2] = {"clientIds", "caregiverIds"};
+	Oid			types[2] = {TEXTARRAYOID, DATEOID};
+	int			k;
+
+	for (k = 0; k < 2; k++)
+	{
+		JsonbContainer *ids = bo_jcontainer(scope, id_filters[k]);
+		char	   *column = filters ? bo_jstr(filters, id_filters[k]) : NULL;
+		Datum		values[1];
+
+		if (ids == NULL || column == NULL)
+			continue;
+		values[0] = text_array(ids);
+		exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
+						  qualified, quote_identifier(column), quote_identifier(column)),
+				 1, types, values);
+	}
+	if (bo_jcontainer(scope, "dateRange") != NULL && filters != NULL && bo_jstr(filters, "dateRange") != NULL)
+	{
+		JsonbContainer *dr = bo_jcontainer(scope, "dateRange");
+		const char *column = quote_identifier(bo_jstr(filters, "dateRange"));
+		char	   *from = bo_jstr(dr, "startDate");
+		char	   *to = bo_jstr(dr, "endDate");
+
+		if (from)
+		{
+			Datum		values[1] = {DirectFunctionCall1(date_in, CStringGetDatum(from))};
+
+			exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date < $1", qualified, column, column),
+					 1, &types[1], values);
+		}
+		if (to)
+		{
+			Datum		values[1] = {DirectFunctionCall1(date_in, CStringGetDatum(to))};
+
+			exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date > $1", qualified, column, column),
+					 1, &types[1], values);
+		}
+	}
+	if (bo_jcontainer(scope, "recordIds") != NULL)
+	{
+		Datum		values[1] = {text_array(bo_jcontainer(scope, "recordIds"))};
+		List	   *keys = bo_jelements(pk);
+		JsonbValue *key;
+
+		if (list_length(keys) != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("scope.recordIds needs tables with a one-column primary key; %s has %s",
+							qualified, keys == NIL ? "none" : "several columns"),
+					 errhint("Restrict the restore with includeEntities to tables whose records are named by one key.")));
+		key = linitial(keys);
+		exec_sql(psprintf("DELETE FROM %s WHERE NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
+						  qualified, quote_identifier(pnstrdup(key->val.string.val, key->val.string.len))),
+				 1, types, values);
+	}
+}
+
+/* is a relation (an index) of that name in the schema already? */
+static bool
+name_taken(const char *schema, const char *name)
+{
+	return name != NULL && OidIsValid(get_relname_relid(name, get_namespace_oid(schema, false)));
+}
+
+/*
+ * Recreate what the manifest's definition holds beyond columns and rows:
+ * NOT NULL, primary key, unique, check and exclusion constraints, indexes.
+ * Foreign keys are left out (they would point at the source's tables).
+ */
+static void
+recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
+					const char *target_schema, const char *target)
+{
+	JsonbContainer *def = bo_jcontainer(entry, "definition");
+	char	   *qualified = psprintf("%s.%s", quote_identifier(target_schema), quote_identifier(target));
+	char	   *source = psprintf(" ON %s.%s ", quote_identifier(schema), quote_identifier(name));
+	ListCell   *lc;
+
+	foreach(lc, bo_jelements(bo_jcontainer(def, "columns")))
+	{
+		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		JsonbValue *nn = bo_jget(c, "notNull");
+
+		if (nn != NULL && nn->type == jbvBool && nn->val.boolean && bo_jstr(c, "generated") == NULL)
+			exec_sql(psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", qualified,
+							  quote_identifier(bo_jstr(c, "name"))), 0, NULL, NULL);
+	}
+	foreach(lc, bo_jelements(bo_jcontainer(def, "constraints")))
+	{
+		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		char	   *type = bo_jstr(c, "type");
+		char	   *cname = bo_jstr(c, "name");
+
+		if (type == NULL || strchr("pucx", type[0]) == NULL)
+			continue;
+		/* an index-backed constraint's name is taken (another table of the schema): let PostgreSQL name it */
+		if (type[0] != 'c' && name_taken(target_schema, cname))
+			exec_sql(psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")), 0, NULL, NULL);
+		else
+			exec_sql(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
+							  quote_identifier(cname), bo_jstr(c, "definition")), 0, NULL, NULL);
+		CommandCounterIncrement();
+	}
+	foreach(lc, bo_jelements(bo_jcontainer(def, "indexes")))
+	{
+		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		char	   *ddl = bo_jstr(c, "definition");
+		char	   *at = ddl ? strstr(ddl, source) : NULL;
+
+		if (at == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("index \"%s\" of %s.%s has a definition the restore cannot read", bo_jstr(c, "name"), schema, name)));
+		/* the index on the target (it lives in its table's schema), renamed by PostgreSQL when its name is taken */
+		if (name_taken(target_schema, bo_jstr(c, "name")))
+			exec_sql(psprintf("%s ON %s %s", strncmp(ddl, "CREATE UNIQUE INDEX", 19) == 0 ? "CREATE UNIQUE INDEX" : "CREATE INDEX",
+							  qualified, at + strlen(source)), 0, NULL, NULL);
+		else
+			exec_sql(psprintf("%.*s ON %s %s", (int) (at - ddl), ddl, qualified, at + strlen(source)), 0, NULL, NULL);
+		CommandCounterIncrement();
+	}
+}
+
+/* a validation result for one restored table */
+static void
+add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, BoRowsDigest *got, bool whole)
+{
+	StringInfo	s = &job->results;
+	char	   *expected = bo_jstr(entry, "rowsDigest");
+	uint64		expected_rows = bo_jnum(entry, "rowCount");
+	bool		equal = got->count == expected_rows && expected != NULL &&
+		strcmp(bo_rows_digest_hex(got), expected) == 0;
+
+	if (job->nresults++ > 0)
+		appendStringInfoString(s, ", ");
+	appendStringInfoString(s, "{\"table\": ");
+	escape_json(s, psprintf("%s.%s", bo_jstr(entry, "schema"), bo_jstr(entry, "name")));
+	appendStringInfoString(s, ", \"restoredAs\": ");
+	escape_json(s, restored_as);
+	appendStringInfo(s, ", \"rows\": " UINT64_FORMAT ", \"backupRows\": " UINT64_FORMAT, got->count, expected_rows);
+	if (whole)
+		appendStringInfo(s, ", \"equalToBackup\": %s", equal ? "true" : "false");
+	appendStringInfoChar(s, '}');
+	if (whole && !equal)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("restored table %s differs from the backup: " UINT64_FORMAT " rows, %s; the manifest says " UINT64_FORMAT " rows, %s",
+						restored_as, got->count, bo_rows_digest_hex(got), expected_rows, expected ? expected : "nothing")));
+	job->rows += got->count;
+	job->tables++;
+}
+
+static void
+restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
+{
+	JsonbContainer *dest = bo_jcontainer(&job->request->root, "destination");
+	char	   *schema = dest ? bo_jstr(dest, "schema") : NULL;
+	char	   *prefix = dest ? bo_jstr(dest, "tablePrefix") : NULL;
+	char	   *rtype = bo_jstr(&job->request->root, "restoreType");
+	bool		selective = strcmp(rtype, "SELECTIVE") == 0;
+	ListCell   *lc;
+
+	if (schema == NULL)
+	{
+		char	   *p;
+
+		schema = psprintf("restore_%s", job->number);
+		for (p = schema; *p; p++)
+			*p = (*p == '-') ? '_' : pg_ascii_tolower((unsigned char) *p);
+	}
+	if (OidIsValid(get_namespace_oid(schema, true)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_SCHEMA),
+				 errmsg("schema \"%s\" already exists", schema),
+				 errhint("A restore creates its schema; drop the old one or name another destination.schema.")));
+	exec_sql(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), 0, NULL, NULL);
+
+	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
+	{
+		JsonbContainer *e = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		char	   *tschema = bo_jstr(e, "schema");
+		char	   *tname = bo_jstr(e, "name");
+		char	   *target;
+		BoRowsDigest got;
+
+		if (!table_in_scope(e, job->request))
+			continue;
+		bo_job_check_cancel();
+		target = psprintf("%s%s", prefix ? prefix : "", tname);
+		truncate_identifier(target, strlen(target), false);
+		if (OidIsValid(get_relname_relid(target, get_namespace_oid(schema, false))))
+			target = psprintf("%s%s_%s", prefix ? prefix : "", tschema, tname);
+		truncate_identifier(target, strlen(target), false);
+		bo_materialize_table(storage, chain, tschema, tname, schema, target);
+		CommandCounterIncrement();
+		if (selective)
+			apply_selection(job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
+		CommandCounterIncrement();
+		bo_table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)),
+							 bo_entry_format(e, tschema, tname), GetLatestSnapshot(), &got);
+		add_result(job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)), &got, !selective);
+		recreate_definition(e, tschema, tname, schema, target);
+		CommandCounterIncrement();
+	}
+}
+
+static void
+restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
+{
+	JsonbContainer *file = bo_jcontainer(&job->request->root, "file");
+	char	   *entity = bo_jstr(file, "entity");
+	char	   *format = bo_jstr(file, "format");
+	char	   *scratch = psprintf("backup_offline_restore_%d", MyProcPid);
+	JsonbContainer *entry = NULL;
+	ListCell   *lc;
+	struct stat st;
+	BoRowsDigest got;
+	char	   *qualified;
+	int			fd;
+
+	job->file_path = MemoryContextStrdup(job->cxt, bo_jstr(file, "path"));
+	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
+	{
+		JsonbContainer *e = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		ListCell   *lc2;
+
+		foreach(lc2, bo_jelements(bo_jcontainer(e, "entityTypes")))
+		{
+			JsonbValue *t = lfirst(lc2);
+
+			if (strlen(entity) == t->val.string.len && memcmp(entity, t->val.string.val, t->val.string.len) == 0)
+				entry = e;
+		}
+	}
+	if (entry == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("snapshot holds no table of entity type \"%s\"", entity)));
+	/*
+	 * Never replace a file, nor write through a symbolic link: anything at
+	 * the path is refused, and the file is created here, private to the
+	 * server's user, before COPY writes into it.
+	 */
+	(void) bo_confine_path(job->file_path, "file.path");
+	if (lstat(job->file_path, &st) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_FILE),
+				 errmsg("file \"%s\" already exists (file.path)", job->file_path),
+				 errhint("A FILE_LEVEL restore writes a new file; name one that does not exist.")));
+	fd = open(job->file_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, S_IRUSR | S_IWUSR);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\" (file.path): %m", job->file_path)));
+	close(fd);
+	job->file_written = true;
+
+	exec_sql(psprintf("CREATE SCHEMA %s", quote_identifier(scratch)), 0, NULL, NULL);
+	bo_materialize_table(storage, chain, bo_jstr(entry, "schema"), bo_jstr(entry, "name"), scratch, "t");
+	CommandCounterIncrement();
+	qualified = psprintf("%s.t", quote_identifier(scratch));
+	bo_table_rows_digest(get_relname_relid("t", get_namespace_oid(scratch, false)),
+						 bo_entry_format(entry, bo_jstr(entry, "schema"), bo_jstr(entry, "name")),
+						 GetLatestSnapshot(), &got);
+	add_result(job, entry, job->file_path, &got, true);
+	exec_sql(psprintf("COPY %s TO %s WITH (FORMAT %s%s)", qualified, quote_literal_cstr(job->file_path),
+					  strcmp(format, "binary") == 0 ? "binary" : "csv",
+					  strcmp(format, "binary") == 0 ? "" : ", HEADER"), 0, NULL, NULL);
+	exec_sql(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(scratch)), 0, NULL, NULL);
+}
+
+static void
+finish_restore(BoRestoreJob *job, TimestampTz started)
+{
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
+	values[1] = CStringGetTextDatum(psprintf("[%s]", job->results.data));
+	values[2] = CStringGetTextDatum(psprintf("{\"tables\": %d, \"rows\": " UINT64_FORMAT ", \"durationMs\": " INT64_FORMAT "}",
+											 job->tables, job->rows, (GetCurrentTimestamp() - started) / 1000));
+	exec_sql("UPDATE backup_offline.restore_operation "
+			 "   SET status = 'COMPLETED', completed_at = now(), validation_results = $2::jsonb, metrics = $3::jsonb "
+			 " WHERE id = $1", 3, types, values);
+}
+
+static void
+fail_restore(const char *id, ErrorData *edata, bool cancelled)
+{
+	Oid			types[4] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(id));
+	values[1] = CStringGetTextDatum(cancelled ? "CANCELLED" : "FAILED");
+	values[2] = CStringGetTextDatum(edata->message);
+	values[3] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	exec_sql("UPDATE backup_offline.restore_operation "
+			 "   SET status = $2::backup_offline.restore_status, status_reason = $3, completed_at = now(), "
+			 "       error = jsonb_build_object('sqlstate', $4, 'message', $3) "
+			 " WHERE id = $1 AND status = 'IN_PROGRESS'", 4, types, values);
+}
+
+void
+bo_restore_run(BoJobSlot *slot)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "restore job", ALLOCSET_DEFAULT_SIZES);
+	BoRestoreJob *job = MemoryContextAllocZero(cxt, sizeof(BoRestoreJob));
+	TimestampTz started = GetCurrentTimestamp();
+	volatile bool begun = false;
+
+	job->cxt = cxt;
+	job->id = MemoryContextStrdup(cxt, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&slot->object_id))));
+	MemoryContextSwitchTo(cxt);
+	initStringInfo(&job->results);
+
+	PG_TRY();
+	{
+		BoStorage  *storage;
+		List	   *chain;
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		start_restore(job);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		begun = true;
+		bo_job_publish_snapshot(&slot->object_id, job->number, "RESTORE");
+
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->storage_json))));
+		chain = bo_chain_manifests(job->snapshot_id);
+		if (strcmp(bo_jstr(&job->request->root, "restoreType"), "FILE_LEVEL") == 0)
+			restore_to_file(job, storage, chain);
+		else
+			restore_into_schema(job, storage, chain);
+		finish_restore(job, started);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		strlcpy(slot->result_status, "COMPLETED", sizeof(slot->result_status));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		bool		cancelled;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
+		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !bo_job_terminating();
+		if (job->file_written && job->file_path != NULL)
+			(void) unlink(job->file_path);
+		if (begun)
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			fail_restore(job->id, edata, cancelled);
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+		}
+		ereport(LOG,
+				(errmsg("backup_offline: restore %s %s: %s", job->number ? job->number : job->id,
+						cancelled ? "cancelled" : "failed", edata->message)));
+		strlcpy(slot->result_status, cancelled ? "CANCELLED" : "FAILED", sizeof(slot->result_status));
+		slot->result_sqlstate = edata->sqlerrcode;
+		strlcpy(slot->result_message, edata->message, sizeof(slot->result_message));
+	}
+	PG_END_TRY();
+}
+
+/* ---------------------------------------------------------------------
+ * SQL functions
+ * ---------------------------------------------------------------------
+ */
+
+/* restore_job_cancel(id uuid) RETURNS boolean: ask a running restore's job to stop */
+Datum
+bo_restore_job_cancel_sql(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(bo_job_cancel(BO_JOB_RESTORE, PG_GETARG_UUID_P(0),
+								 psprintf("requested by %s", GetUserNameFromId(GetUserId(), false))));
+}
+
+/* the owner of the function being called: the extension's owner */
+static Oid
+calling_function_owner(FunctionCallInfo fcinfo)
+{
+	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * run_restore(id uuid, wait boolean DEFAULT true) RETURNS jsonb
+ *
+ * Run an APPROVED restore in a job worker.  With wait: when it is done,
+ * the restore as SPEC.md's RestoreOperation (status, validationResults,
+ * metrics), or the job's error; without: once it is IN_PROGRESS.
+ */
+Datum
+bo_run_restore_sql(PG_FUNCTION_ARGS)
+{
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1];
+	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
+	char	   *number;
+	char	   *status;
+	pg_uuid_t	organization;
+	int			index;
+	BoJobSlot  *slot;
+	BoJobSlot	result;
+	Datum		out;
+	bool		isnull;
+
+	bo_job_require("run_restore");
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("id is required"),
+				 errhint("Pass the id create_restore returned.")));
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("run_restore cannot run on a standby")));
+	values[0] = PG_GETARG_DATUM(0);
+
+	/* the restore, as the caller sees it */
+	SPI_connect();
+	exec_sql("SELECT restore_number, status::text, organization_id FROM backup_offline.restore_operation WHERE id = $1",
+			 1, types, values);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("restore %s does not exist", DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))),
+				 errhint("Check the id; restores of other organizations are not visible.")));
+	number = value_text(1);
+	status = value_text(2);
+	organization = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
+	if (strcmp(status, "PENDING_APPROVAL") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s waits for approval", number),
+				 errhint("A member of backup_offline_approver other than the requester calls approve_restore(id).")));
+	if (strcmp(status, "APPROVED") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s is %s", number, status),
+				 errhint("Only APPROVED restores run; create a new restore to run it again.")));
+	if (wait && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("run_restore with wait cannot run in a transaction that has written to the database"),
+				 errhint("Commit first, or call run_restore(id, wait => false).")));
+
+	index = bo_job_prepare(MyDatabaseId, calling_function_owner(fcinfo), "00000000-0000-0000-0000-000000000000",
+						   &organization, NULL, "MANUAL", GetUserNameFromId(GetUserId(), false),
+						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
+	slot = bo_job_slot(index);
+	slot->kind = BO_JOB_RESTORE;
+	slot->object_id = *DatumGetUUIDP(values[0]);
+	bo_job_run(index, wait, &result);
+
+	if (result.state == BO_JOB_DONE && strcmp(result.result_status, "COMPLETED") != 0)
+		ereport(ERROR,
+				(errcode(result.result_sqlstate ? result.result_sqlstate : ERRCODE_INTERNAL_ERROR),
+				 errmsg("restore %s %s: %s", number,
+						strcmp(result.result_status, "CANCELLED") == 0 ? "was cancelled" : "failed",
+						result.result_message)));
+
+	exec_sql("SELECT jsonb_strip_nulls(jsonb_build_object('id', id, 'restoreNumber', restore_number, "
+			 "       'snapshotId', snapshot_id, 'restoreType', restore_type, 'status', status, "
+			 "       'scope', scope, 'destination', destination, 'requiresApproval', requires_approval, "
+			 "       'rollbackEnabled', rollback_enabled, 'approvedBy', approved_by, "
+			 "       'validationResults', validation_results, 'metrics', metrics, 'error', error)) "
+			 "  FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
+	out = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(out);
+}
