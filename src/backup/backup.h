@@ -121,6 +121,7 @@ extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
 extern bool bo_job_restore_running(const pg_uuid_t *restore_id);
 extern void bo_job_claim_snapshot(const pg_uuid_t *id);
 extern bool bo_job_terminating(void);
+extern char *bo_job_cancel_reason(void);
 
 /* ---------------------------------------------------------------------
  * The snapshot engine (snapshot.c)

@@ -218,6 +218,21 @@ bo_job_terminating(void)
 	return got_sigterm;
 }
 
+/* why this job was asked to stop (cancel_backup, cancel_restore, its caller), or NULL */
+char *
+bo_job_cancel_reason(void)
+{
+	char	   *reason = NULL;
+
+	if (my_slot == NULL)
+		return NULL;
+	LWLockAcquire(job_shared->lock, LW_SHARED);
+	if (my_slot->cancel_requested)
+		reason = pstrdup(my_slot->cancel_reason);
+	LWLockRelease(job_shared->lock);
+	return reason;
+}
+
 /*
  * The job claims its snapshot id before it inserts the row, so that no
  * recovery running meanwhile takes the new row for an orphan.

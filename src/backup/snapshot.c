@@ -1928,6 +1928,9 @@ bo_backup_run(BoJobSlot *slot)
 			f.edata->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
 			f.edata->message = "the job worker was terminated (server shutdown or pg_terminate_backend)";
 		}
+		else if (f.cancelled && bo_job_cancel_reason() != NULL)
+			/* the SIGINT of a cancel interrupts with PostgreSQL's own words: say who asked */
+			f.edata->message = psprintf("backup cancelled: %s", bo_job_cancel_reason());
 		f.removal = NULL;
 		FlushErrorState();
 		MemoryContextSwitchTo(ecxt);

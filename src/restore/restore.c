@@ -560,6 +560,8 @@ bo_restore_run(BoJobSlot *slot)
 		AbortOutOfAnyTransaction();
 		MemoryContextSwitchTo(cxt);
 		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED && !bo_job_terminating();
+		if (cancelled && bo_job_cancel_reason() != NULL)
+			edata->message = psprintf("restore cancelled: %s", bo_job_cancel_reason());
 		if (job->file_written && job->file_path != NULL)
 			(void) unlink(job->file_path);
 		if (begun)
