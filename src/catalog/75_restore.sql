@@ -86,6 +86,10 @@ BEGIN
 		NEW.destination := coalesce(v->'destination', jsonb_build_object('file', v->'file'));
 		NEW.requires_approval := (v->>'requiresApproval')::boolean;
 		NEW.rollback_enabled := (v->>'rollbackEnabled')::boolean;
+		IF NOT NEW.requires_approval AND NOT pg_has_role(current_user, 'backup_offline_admin', 'MEMBER') THEN
+			RAISE EXCEPTION 'only administrators may waive the approval of a restore (requiresApproval)'
+				USING ERRCODE = '42501', HINT = 'Leave requiresApproval out: a member of backup_offline_approver approves it.';
+		END IF;
 		NEW.status := CASE WHEN NEW.requires_approval THEN 'PENDING_APPROVAL' ELSE 'APPROVED' END;
 		NEW.status_reason := NULL;
 		NEW.requested_by := current_user;

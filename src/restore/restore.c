@@ -50,6 +50,7 @@
 #include "storage/latch.h"
 #include "storage/proc.h"
 #include "catalog/pg_proc.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
 #include "utils/json.h"
@@ -100,9 +101,11 @@ typedef struct BoRestoreJob
 	char	   *snapshot_id;
 	char	   *storage_json;
 	Jsonb	   *manifest;
+	char	   *requested_by;	/* the requesting role: owns what the restore creates */
 	char	   *file_path;		/* FILE_LEVEL: written, to remove on failure */
 	bool		file_written;
 	StringInfoData results;		/* validation results: JSON array members */
+	StringInfoData skipped;		/* definitions that could not be recreated: JSON array members */
 	int			nresults;
 	uint64		rows;
 	int			tables;
@@ -117,7 +120,8 @@ start_restore(BoRestoreJob *job)
 	char	   *status;
 
 	exec_sql("SELECT r.status::text, r.restore_number, r.request::text, r.snapshot_id::text, "
-			 "       s.storage_location->'destination', s.manifest::text "
+			 "       s.storage_location->'destination', s.manifest::text, r.requested_by, "
+			 "       NOT EXISTS (SELECT 1 FROM backup_offline.snapshot_chain(s.id) c WHERE c.status <> 'COMPLETED') "
 			 "  FROM backup_offline.restore_operation r "
 			 "  JOIN backup_offline.backup_snapshot s ON s.id = r.snapshot_id "
 			 " WHERE r.id = $1 FOR UPDATE OF r", 1, types, values);
@@ -132,7 +136,15 @@ start_restore(BoRestoreJob *job)
 	job->snapshot_id = pstrdup(value_text(4));
 	job->storage_json = pstrdup(value_text(5));
 	job->manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value_text(6))));
+	job->requested_by = pstrdup(value_text(7));
 	MemoryContextSwitchTo(old);
+	/* the snapshot may have changed since the request: its whole chain must still be restorable */
+	if (strcmp(value_text(8), "t") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the snapshot of restore %s is no longer restorable", job->number),
+				 errdetail("A snapshot of its chain is no longer COMPLETED (corrupted, expired or deleted)."),
+				 errhint("Verify the chain with verify_snapshot, or restore another snapshot.")));
 	if (strcmp(status, "APPROVED") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -246,12 +258,9 @@ apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 		List	   *keys = bo_jelements(pk);
 		JsonbValue *key;
 
+		/* records are named by one-column keys: other tables are not filtered by them */
 		if (list_length(keys) != 1)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("scope.recordIds needs tables with a one-column primary key; %s has %s",
-							qualified, keys == NIL ? "none" : "several columns"),
-					 errhint("Restrict the restore with includeEntities to tables whose records are named by one key.")));
+			return;
 		key = linitial(keys);
 		exec_sql(psprintf("DELETE FROM %s WHERE NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
 						  qualified, quote_identifier(pnstrdup(key->val.string.val, key->val.string.len))),
@@ -271,13 +280,49 @@ name_taken(const char *schema, const char *name)
  * NOT NULL, primary key, unique, check and exclusion constraints, indexes.
  * Foreign keys are left out (they would point at the source's tables).
  */
+/* one DDL statement of a definition; a failure is recorded, not raised */
+typedef struct BoDdl
+{
+	const char *sql;
+} BoDdl;
+
 static void
-recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
+run_ddl_cb(void *arg)
+{
+	exec_sql(((BoDdl *) arg)->sql, 0, NULL, NULL);
+}
+
+/* a definition the restore could not recreate, for the metrics */
+static void
+skip_definition(BoRestoreJob *job, const char *what, const char *why)
+{
+	if (job->skipped.len > 0)
+		appendStringInfoString(&job->skipped, ", ");
+	appendStringInfoString(&job->skipped, "{\"definition\": ");
+	escape_json(&job->skipped, what);
+	appendStringInfoString(&job->skipped, ", \"error\": ");
+	escape_json(&job->skipped, why);
+	appendStringInfoChar(&job->skipped, '}');
+}
+
+static void
+try_ddl(BoRestoreJob *job, const char *what, const char *sql)
+{
+	BoDdl		d = {sql};
+	char	   *error = bo_try_subtransaction(run_ddl_cb, &d);
+
+	if (error != NULL)
+		skip_definition(job, what, error);
+	CommandCounterIncrement();
+}
+
+static void
+recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema, const char *name,
 					const char *target_schema, const char *target)
 {
 	JsonbContainer *def = bo_jcontainer(entry, "definition");
 	char	   *qualified = psprintf("%s.%s", quote_identifier(target_schema), quote_identifier(target));
-	char	   *source = psprintf(" ON %s.%s ", quote_identifier(schema), quote_identifier(name));
+	char	   *source = psprintf(" ON %s ", quote_qualified_identifier(schema, name));
 	ListCell   *lc;
 
 	foreach(lc, bo_jelements(bo_jcontainer(def, "columns")))
@@ -286,8 +331,9 @@ recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
 		JsonbValue *nn = bo_jget(c, "notNull");
 
 		if (nn != NULL && nn->type == jbvBool && nn->val.boolean && bo_jstr(c, "generated") == NULL)
-			exec_sql(psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", qualified,
-							  quote_identifier(bo_jstr(c, "name"))), 0, NULL, NULL);
+			try_ddl(job, psprintf("%s NOT NULL", bo_jstr(c, "name")),
+					psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", qualified,
+							 quote_identifier(bo_jstr(c, "name"))));
 	}
 	foreach(lc, bo_jelements(bo_jcontainer(def, "constraints")))
 	{
@@ -299,29 +345,46 @@ recreate_definition(JsonbContainer *entry, const char *schema, const char *name,
 			continue;
 		/* an index-backed constraint's name is taken (another table of the schema): let PostgreSQL name it */
 		if (type[0] != 'c' && name_taken(target_schema, cname))
-			exec_sql(psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")), 0, NULL, NULL);
+			try_ddl(job, cname, psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")));
 		else
-			exec_sql(psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
-							  quote_identifier(cname), bo_jstr(c, "definition")), 0, NULL, NULL);
-		CommandCounterIncrement();
+			try_ddl(job, cname, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
+										 quote_identifier(cname), bo_jstr(c, "definition")));
 	}
 	foreach(lc, bo_jelements(bo_jcontainer(def, "indexes")))
 	{
 		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
 		char	   *ddl = bo_jstr(c, "definition");
-		char	   *at = ddl ? strstr(ddl, source) : NULL;
+		char	   *iname = bo_jstr(c, "name");
+		char	   *unique_head;
+		char	   *plain_head;
+		const char *kind;
+		const char *rest;
 
-		if (at == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("index \"%s\" of %s.%s has a definition the restore cannot read", bo_jstr(c, "name"), schema, name)));
-		/* the index on the target (it lives in its table's schema), renamed by PostgreSQL when its name is taken */
-		if (name_taken(target_schema, bo_jstr(c, "name")))
-			exec_sql(psprintf("%s ON %s %s", strncmp(ddl, "CREATE UNIQUE INDEX", 19) == 0 ? "CREATE UNIQUE INDEX" : "CREATE INDEX",
-							  qualified, at + strlen(source)), 0, NULL, NULL);
+		if (ddl == NULL || iname == NULL)
+			continue;
+		/* exactly what pg_get_indexdef prints: CREATE [UNIQUE] INDEX <name> ON <table> <rest> */
+		unique_head = psprintf("CREATE UNIQUE INDEX %s%s", quote_identifier(iname), source);
+		plain_head = psprintf("CREATE INDEX %s%s", quote_identifier(iname), source);
+		if (strncmp(ddl, unique_head, strlen(unique_head)) == 0)
+		{
+			kind = "CREATE UNIQUE INDEX";
+			rest = ddl + strlen(unique_head);
+		}
+		else if (strncmp(ddl, plain_head, strlen(plain_head)) == 0)
+		{
+			kind = "CREATE INDEX";
+			rest = ddl + strlen(plain_head);
+		}
 		else
-			exec_sql(psprintf("%.*s ON %s %s", (int) (at - ddl), ddl, qualified, at + strlen(source)), 0, NULL, NULL);
-		CommandCounterIncrement();
+		{
+			skip_definition(job, iname, "an index definition the restore does not read");
+			continue;
+		}
+		/* the index on the target (it lives in its table's schema), named by PostgreSQL when its name is taken */
+		if (name_taken(target_schema, iname))
+			try_ddl(job, iname, psprintf("%s ON %s %s", kind, qualified, rest));
+		else
+			try_ddl(job, iname, psprintf("%s %s ON %s %s", kind, quote_identifier(iname), qualified, rest));
 	}
 }
 
@@ -354,6 +417,86 @@ add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, Bo
 	job->tables++;
 }
 
+/*
+ * Run fn(arg) as the requesting role, in a restricted security context:
+ * check constraints, index expressions, casts and whatever user code they
+ * call run with the requester's rights, never the extension owner's.
+ */
+static void
+as_requester(BoRestoreJob *job, void (*fn) (void *), void *arg)
+{
+	Oid			save_userid;
+	int			save_sec;
+	Oid			role = get_role_oid(job->requested_by, false);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	PG_TRY();
+	{
+		fn(arg);
+	}
+	PG_FINALLY();
+	{
+		SetUserIdAndSecContext(save_userid, save_sec);
+	}
+	PG_END_TRY();
+}
+
+typedef struct BoSelection
+{
+	BoRestoreJob *job;
+	JsonbContainer *entry;
+	const char *qualified;
+} BoSelection;
+
+static void
+apply_selection_cb(void *arg)
+{
+	BoSelection *s = arg;
+
+	apply_selection(s->job, s->entry, s->qualified);
+}
+
+typedef struct BoDefinition
+{
+	BoRestoreJob *job;
+	JsonbContainer *entry;
+	const char *schema;
+	const char *name;
+	const char *target_schema;
+	const char *target;
+} BoDefinition;
+
+static void
+recreate_definition_cb(void *arg)
+{
+	BoDefinition *d = arg;
+
+	recreate_definition(d->job, d->entry, d->schema, d->name, d->target_schema, d->target);
+}
+
+/* the first of name, alternative, alternative_2, ... free in schema (cut as CREATE cuts it) */
+static char *
+free_name(const char *schema, char *name, char *alternative)
+{
+	Oid			nsp = get_namespace_oid(schema, false);
+	int			n;
+
+	truncate_identifier(name, strlen(name), false);
+	if (!OidIsValid(get_relname_relid(name, nsp)))
+		return name;
+	truncate_identifier(alternative, strlen(alternative), false);
+	if (!OidIsValid(get_relname_relid(alternative, nsp)))
+		return alternative;
+	for (n = 2;; n++)
+	{
+		char	   *candidate = psprintf("%.*s_%d", NAMEDATALEN - 12, alternative, n);
+
+		if (!OidIsValid(get_relname_relid(candidate, nsp)))
+			return candidate;
+	}
+}
+
 static void
 restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 {
@@ -377,7 +520,9 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 				(errcode(ERRCODE_DUPLICATE_SCHEMA),
 				 errmsg("schema \"%s\" already exists", schema),
 				 errhint("A restore creates its schema; drop the old one or name another destination.schema.")));
-	exec_sql(psprintf("CREATE SCHEMA %s", quote_identifier(schema)), 0, NULL, NULL);
+	/* the schema and its tables belong to the requester (see as_requester) */
+	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
+					  quote_identifier(job->requested_by)), 0, NULL, NULL);
 
 	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
 	{
@@ -390,20 +535,27 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 		if (!table_in_scope(e, job->request))
 			continue;
 		bo_job_check_cancel();
-		target = psprintf("%s%s", prefix ? prefix : "", tname);
-		truncate_identifier(target, strlen(target), false);
-		if (OidIsValid(get_relname_relid(target, get_namespace_oid(schema, false))))
-			target = psprintf("%s%s_%s", prefix ? prefix : "", tschema, tname);
-		truncate_identifier(target, strlen(target), false);
+		target = free_name(schema, psprintf("%s%s", prefix ? prefix : "", tname),
+						   psprintf("%s%s_%s", prefix ? prefix : "", tschema, tname));
 		bo_materialize_table(storage, chain, tschema, tname, schema, target);
+		exec_sql(psprintf("ALTER TABLE %s.%s OWNER TO %s", quote_identifier(schema), quote_identifier(target),
+						  quote_identifier(job->requested_by)), 0, NULL, NULL);
 		CommandCounterIncrement();
 		if (selective)
-			apply_selection(job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
+		{
+			BoSelection sel = {job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target))};
+
+			as_requester(job, apply_selection_cb, &sel);
+		}
 		CommandCounterIncrement();
 		bo_table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)),
 							 bo_entry_format(e, tschema, tname), GetLatestSnapshot(), &got);
 		add_result(job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)), &got, !selective);
-		recreate_definition(e, tschema, tname, schema, target);
+		{
+			BoDefinition d = {job, e, tschema, tname, schema, target};
+
+			as_requester(job, recreate_definition_cb, &d);
+		}
 		CommandCounterIncrement();
 	}
 }
@@ -481,8 +633,10 @@ finish_restore(BoRestoreJob *job, TimestampTz started)
 
 	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
 	values[1] = CStringGetTextDatum(psprintf("[%s]", job->results.data));
-	values[2] = CStringGetTextDatum(psprintf("{\"tables\": %d, \"rows\": " UINT64_FORMAT ", \"durationMs\": " INT64_FORMAT "}",
-											 job->tables, job->rows, (GetCurrentTimestamp() - started) / 1000));
+	values[2] = CStringGetTextDatum(psprintf("{\"tables\": %d, \"rows\": " UINT64_FORMAT ", \"durationMs\": " INT64_FORMAT
+											 ", \"skippedDefinitions\": [%s]}",
+											 job->tables, job->rows, (GetCurrentTimestamp() - started) / 1000,
+											 job->skipped.data));
 	exec_sql("UPDATE backup_offline.restore_operation "
 			 "   SET status = 'COMPLETED', completed_at = now(), validation_results = $2::jsonb, metrics = $3::jsonb "
 			 " WHERE id = $1", 3, types, values);
@@ -516,6 +670,7 @@ bo_restore_run(BoJobSlot *slot)
 	job->id = MemoryContextStrdup(cxt, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&slot->object_id))));
 	MemoryContextSwitchTo(cxt);
 	initStringInfo(&job->results);
+	initStringInfo(&job->skipped);
 
 	PG_TRY();
 	{
@@ -594,6 +749,20 @@ bo_restore_run(BoJobSlot *slot)
 Datum
 bo_restore_job_cancel_sql(PG_FUNCTION_ARGS)
 {
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {PG_GETARG_DATUM(0)};
+	bool		visible;
+
+	/* only a restore the caller sees (row-level security) */
+	SPI_connect();
+	exec_sql("SELECT 1 FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
+	visible = SPI_processed > 0;
+	SPI_finish();
+	if (!visible)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("restore %s does not exist", DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))),
+				 errhint("Check the id; restores of other organizations are not visible.")));
 	PG_RETURN_BOOL(bo_job_cancel(BO_JOB_RESTORE, PG_GETARG_UUID_P(0),
 								 psprintf("requested by %s", GetUserNameFromId(GetUserId(), false))));
 }
@@ -673,6 +842,11 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("run_restore with wait cannot run in a transaction that has written to the database"),
 				 errhint("Commit first, or call run_restore(id, wait => false).")));
+	if (wait && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("run_restore with wait needs a READ COMMITTED transaction"),
+				 errhint("It reads the restore's result when the job has committed it.")));
 
 	index = bo_job_prepare(MyDatabaseId, calling_function_owner(fcinfo), "00000000-0000-0000-0000-000000000000",
 						   &organization, NULL, "MANUAL", GetUserNameFromId(GetUserId(), false),
@@ -695,6 +869,8 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 			 "       'rollbackEnabled', rollback_enabled, 'approvedBy', approved_by, "
 			 "       'validationResults', validation_results, 'metrics', metrics, 'error', error)) "
 			 "  FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
+	if (SPI_processed != 1)
+		elog(ERROR, "restore %s vanished", number);
 	out = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(out);

@@ -12,7 +12,7 @@
 -- create_restore's validation reads.  The statuses the job sets
 -- (IN_PROGRESS, COMPLETED, FAILED) are set here by the superuser too.
 BEGIN;
-SELECT plan(163);
+SELECT plan(164);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -57,9 +57,10 @@ CREATE ROLE t_rs_opappr_a IN ROLE backup_offline_operator, backup_offline_approv
 CREATE ROLE t_rs_appr_a IN ROLE backup_offline_approver;
 CREATE ROLE t_rs_appr_b IN ROLE backup_offline_approver;
 CREATE ROLE t_rs_auditor IN ROLE backup_offline_auditor;
+CREATE ROLE t_rs_adm_a IN ROLE backup_offline_admin;
 INSERT INTO backup_offline.organization_member (role_name, organization_id) VALUES
 	('t_rs_app_a', :'org_a'), ('t_rs_app_b', :'org_b'), ('t_rs_pool', NULL), ('t_rs_op_a', :'org_a'),
-	('t_rs_opappr_a', :'org_a'), ('t_rs_appr_a', :'org_a'), ('t_rs_appr_b', :'org_b');
+	('t_rs_opappr_a', :'org_a'), ('t_rs_appr_a', :'org_a'), ('t_rs_appr_b', :'org_b'), ('t_rs_adm_a', :'org_a');
 
 CREATE FUNCTION pg_temp.config(org uuid, name text) RETURNS jsonb LANGUAGE sql AS $$
 	SELECT jsonb_build_object('organizationId', org, 'name', name,
@@ -341,10 +342,15 @@ SELECT is(pg_temp.error_of(format('SET LOCAL ROLE t_rs_op_a; SELECT backup_offli
 GRANT USAGE ON SEQUENCE backup_offline.restore_number_seq TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 
 -- create_restore: PENDING_APPROVAL by default, APPROVED without requiresApproval
-SET LOCAL ROLE t_rs_app_a;
-SELECT backup_offline.create_restore(:'full') AS r1 \gset
+SELECT throws_ok(format('SET LOCAL ROLE t_rs_app_a; SELECT backup_offline.create_restore(%L)',
+	:'full'::jsonb || '{"requiresApproval": false}'), '42501',
+	'only administrators may waive the approval of a restore (requiresApproval)',
+	'the application cannot waive approval');
+SET LOCAL ROLE t_rs_adm_a;
 SELECT backup_offline.create_restore(:'full'::jsonb || '{"requiresApproval": false}') AS r2 \gset
 SELECT backup_offline.create_restore(:'full'::jsonb || '{"requiresApproval": false}') AS r3 \gset
+SET LOCAL ROLE t_rs_app_a;
+SELECT backup_offline.create_restore(:'full') AS r1 \gset
 SELECT backup_offline.create_restore(:'file_level'::jsonb || jsonb_build_object('file', jsonb_build_object('entity', 'RS_VISIT',
 		'path', :'allowed' || '/rs/visits.bin', 'format', 'binary'))) AS r_file \gset
 RESET ROLE;
