@@ -585,7 +585,14 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 			JsonbValue *t = lfirst(lc2);
 
 			if (strlen(entity) == t->val.string.len && memcmp(entity, t->val.string.val, t->val.string.len) == 0)
+			{
+				if (entry != NULL)
+					ereport(ERROR,
+							(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
+							 errmsg("several tables of the snapshot hold entity type \"%s\" (file.entity)", entity),
+							 errhint("A FILE_LEVEL restore writes one table: register the entity type for one table only.")));
 				entry = e;
+			}
 		}
 	}
 	if (entry == NULL)
