@@ -23,6 +23,34 @@ END
 $$;
 
 -- The JSON path of key under path ('' is the top level).
+-- A status machine written down as a table of (from_status, to_status):
+-- raise sqlstate unless from -> to is one of its rows; the hint lists where
+-- "from" may go (in the enum's order), or says it is final.  what names the
+-- object in the message ('backup configuration "x"', 'snapshot BKP-...').
+CREATE FUNCTION @extschema@.check_status_transition(transitions regclass, what text,
+													from_status anyenum, to_status anyenum,
+													sqlstate text)
+RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ok boolean;
+	allowed text;
+BEGIN
+	EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s t WHERE t.from_status = $1 AND t.to_status = $2), '
+				   '       (SELECT string_agg(t.to_status::text, '', '' ORDER BY t.to_status) FROM %s t WHERE t.from_status = $1)',
+				   transitions, transitions)
+	   INTO ok, allowed USING from_status, to_status;
+	IF NOT ok THEN
+		RAISE EXCEPTION 'invalid status transition of % from % to %', what, from_status, to_status
+			USING ERRCODE = sqlstate,
+				  HINT = CASE WHEN allowed IS NULL THEN format('%s is a final status.', from_status)
+							  ELSE format('From %s the status may change to %s.', from_status, allowed) END;
+	END IF;
+END
+$$;
+
 CREATE FUNCTION @extschema@.json_path(path text, key text)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE

@@ -99,7 +99,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	content_changed boolean;
-	allowed text;
 	bookkeeping CONSTANT text[] := ARRAY['updated_at', 'updated_by', 'updated_by_role', 'version'];
 	-- kept by the scheduler and the job workers, not by users
 	job_columns CONSTANT text[] := ARRAY['next_backup_at', 'last_backup_at', 'consecutive_failures'];
@@ -140,15 +139,8 @@ BEGIN
 			NEW.deleted_by := OLD.deleted_by;
 		END IF;
 		IF NEW.status <> OLD.status THEN
-			IF NOT EXISTS (SELECT 1 FROM @extschema@.config_status_transition t
-						   WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-				SELECT string_agg(t.to_status::text, ', ' ORDER BY t.to_status) INTO allowed
-				  FROM @extschema@.config_status_transition t WHERE t.from_status = OLD.status;
-				RAISE EXCEPTION 'invalid status transition of backup configuration "%" from % to %', OLD.name, OLD.status, NEW.status
-					USING ERRCODE = '23514',
-						  HINT = CASE WHEN allowed IS NULL THEN format('%s is a final status.', OLD.status)
-									  ELSE format('From %s the status may change to %s.', OLD.status, allowed) END;
-			END IF;
+			PERFORM @extschema@.check_status_transition('@extschema@.config_status_transition'::regclass, format('backup configuration "%s"', OLD.name),
+				OLD.status, NEW.status, '23514');
 			NEW.status_changed_at := now();
 			IF NEW.status = 'ACTIVE' THEN
 				NEW.consecutive_failures := 0;

@@ -23,6 +23,7 @@ TO PUBLIC;
 
 -- functions every role of the extension calls
 GRANT EXECUTE ON FUNCTION
+	@extschema@.check_status_transition(regclass, text, anyenum, anyenum, text),
 	@extschema@.current_actor(),
 	@extschema@.current_organization_ids(),
 	@extschema@.sees_all_organizations(),

@@ -102,7 +102,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	allowed text;
 BEGIN
 	IF TG_OP = 'INSERT' THEN
 		IF NEW.status <> 'PENDING' THEN
@@ -129,15 +128,8 @@ BEGIN
 			USING ERRCODE = '23514', HINT = 'A finished snapshot''s manifest, checksum and location are fixed.';
 	END IF;
 	IF NEW.status <> OLD.status THEN
-		IF NOT EXISTS (SELECT 1 FROM @extschema@.snapshot_status_transition t
-					   WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-			SELECT string_agg(t.to_status::text, ', ' ORDER BY t.to_status) INTO allowed
-			  FROM @extschema@.snapshot_status_transition t WHERE t.from_status = OLD.status;
-			RAISE EXCEPTION 'invalid status transition of snapshot % from % to %', OLD.snapshot_number, OLD.status, NEW.status
-				USING ERRCODE = '23514',
-					  HINT = CASE WHEN allowed IS NULL THEN format('%s is a final status.', OLD.status)
-								  ELSE format('From %s the status may change to %s.', OLD.status, allowed) END;
-		END IF;
+		PERFORM @extschema@.check_status_transition('@extschema@.snapshot_status_transition'::regclass, 'snapshot ' || OLD.snapshot_number,
+			OLD.status, NEW.status, '23514');
 		IF NEW.status = 'COMPLETED' AND OLD.status = 'IN_PROGRESS' AND NEW.manifest IS NULL THEN
 			RAISE EXCEPTION 'snapshot % cannot complete without a manifest', OLD.snapshot_number
 				USING ERRCODE = '23514', HINT = 'The job worker completes a snapshot after writing its manifest.';

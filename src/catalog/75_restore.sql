@@ -72,7 +72,6 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	allowed text;
 	v jsonb;
 BEGIN
 	IF TG_OP = 'INSERT' THEN
@@ -152,15 +151,8 @@ BEGIN
 		NEW.approved_at := now();
 	END IF;
 	IF NEW.status <> OLD.status THEN
-		IF NOT EXISTS (SELECT 1 FROM @extschema@.restore_status_transition t
-					   WHERE t.from_status = OLD.status AND t.to_status = NEW.status) THEN
-			SELECT string_agg(t.to_status::text, ', ' ORDER BY t.to_status) INTO allowed
-			  FROM @extschema@.restore_status_transition t WHERE t.from_status = OLD.status;
-			RAISE EXCEPTION 'invalid status transition of restore % from % to %', OLD.restore_number, OLD.status, NEW.status
-				USING ERRCODE = '55000',
-					  HINT = CASE WHEN allowed IS NULL THEN format('%s is a final status.', OLD.status)
-								  ELSE format('From %s the status may change to %s.', OLD.status, allowed) END;
-		END IF;
+		PERFORM @extschema@.check_status_transition('@extschema@.restore_status_transition'::regclass, 'restore ' || OLD.restore_number,
+			OLD.status, NEW.status, '55000');
 		NEW.status_changed_at := now();
 	END IF;
 	RETURN NEW;
