@@ -30,6 +30,9 @@ extern int	bo_max_backup_jobs;
 extern int	bo_part_size;
 extern int	bo_suspend_after_failures;
 
+/* the owner of a function (src/catalog/change_audit.c) */
+extern Oid	bo_function_owner(Oid funcoid);
+
 /* true when the library was loaded through shared_preload_libraries */
 extern bool bo_preloaded;
 

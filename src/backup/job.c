@@ -384,20 +384,6 @@ bo_backup_worker_main(Datum main_arg)
  * ---------------------------------------------------------------------
  */
 
-/* the owner of the function being called: the extension's owner */
-static Oid
-function_owner(Oid funcoid)
-{
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(funcoid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for function %u", funcoid);
-	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * Look at the configuration as the caller (row-level security applies):
  * it must be visible, not deleted, ACTIVE and not already running.
@@ -725,7 +711,7 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 						   "and this transaction waits for the backup."),
 				 errhint("Commit first, or call run_backup(id, type, wait => false).")));
 
-	index = bo_job_prepare(MyDatabaseId, function_owner(fcinfo->flinfo->fn_oid), config_id,
+	index = bo_job_prepare(MyDatabaseId, bo_function_owner(fcinfo->flinfo->fn_oid), config_id,
 						   &organization, requested_type, "MANUAL",
 						   GetUserNameFromId(GetUserId(), false),
 						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);

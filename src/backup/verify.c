@@ -863,14 +863,9 @@ read_snapshot(Datum id, BoSnapshotRow *row)
 static int
 become_owner(FunctionCallInfo fcinfo, Oid *save_userid, int *save_sec)
 {
-	HeapTuple	proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-	Oid			owner;
+	Oid			owner = bo_function_owner(fcinfo->flinfo->fn_oid);
 	int			nestlevel;
 
-	if (!HeapTupleIsValid(proc))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-	owner = ((Form_pg_proc) GETSTRUCT(proc))->proowner;
-	ReleaseSysCache(proc);
 	GetUserIdAndSecContext(save_userid, save_sec);
 	SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	nestlevel = NewGUCNestLevel();

@@ -42,10 +42,11 @@
 PG_FUNCTION_INFO_V1(bo_audit_row_change);
 
 /*
- * Owner of a function, from the syscache.
+ * Owner of a function, from the syscache.  For the extension's functions:
+ * the extension's owner, whom triggers, job workers and verification act as.
  */
-static Oid
-function_owner(Oid funcoid)
+Oid
+bo_function_owner(Oid funcoid)
 {
 	HeapTuple	tup;
 	Oid			owner;
@@ -133,7 +134,7 @@ bo_audit_row_change(PG_FUNCTION_ARGS)
 	}
 
 	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(function_owner(trigdata->tg_trigger->tgfoid),
+	SetUserIdAndSecContext(bo_function_owner(trigdata->tg_trigger->tgfoid),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 

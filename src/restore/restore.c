@@ -774,20 +774,6 @@ bo_restore_job_cancel_sql(PG_FUNCTION_ARGS)
 								 psprintf("requested by %s", GetUserNameFromId(GetUserId(), false))));
 }
 
-/* the owner of the function being called: the extension's owner */
-static Oid
-calling_function_owner(FunctionCallInfo fcinfo)
-{
-	HeapTuple	tup = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
-	Oid			owner;
-
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
-	owner = ((Form_pg_proc) GETSTRUCT(tup))->proowner;
-	ReleaseSysCache(tup);
-	return owner;
-}
-
 /*
  * run_restore(id uuid, wait boolean DEFAULT true) RETURNS jsonb
  *
@@ -855,7 +841,7 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 				 errmsg("run_restore with wait needs a READ COMMITTED transaction"),
 				 errhint("It reads the restore's result when the job has committed it.")));
 
-	index = bo_job_prepare(MyDatabaseId, calling_function_owner(fcinfo), "00000000-0000-0000-0000-000000000000",
+	index = bo_job_prepare(MyDatabaseId, bo_function_owner(fcinfo->flinfo->fn_oid), "00000000-0000-0000-0000-000000000000",
 						   &organization, NULL, "MANUAL", GetUserNameFromId(GetUserId(), false),
 						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
 	slot = bo_job_slot(index);
