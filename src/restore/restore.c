@@ -323,18 +323,22 @@ recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema
 	JsonbContainer *def = bo_jcontainer(entry, "definition");
 	char	   *qualified = psprintf("%s.%s", quote_identifier(target_schema), quote_identifier(target));
 	char	   *source = psprintf(" ON %s ", quote_qualified_identifier(schema, name));
+	StringInfoData notnull;
 	ListCell   *lc;
 
+	/* every NOT NULL in one statement: one scan of the table, not one per column */
+	initStringInfo(&notnull);
 	foreach(lc, bo_jelements(bo_jcontainer(def, "columns")))
 	{
 		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
 		JsonbValue *nn = bo_jget(c, "notNull");
 
 		if (nn != NULL && nn->type == jbvBool && nn->val.boolean && bo_jstr(c, "generated") == NULL)
-			try_ddl(job, psprintf("%s NOT NULL", bo_jstr(c, "name")),
-					psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL", qualified,
-							 quote_identifier(bo_jstr(c, "name"))));
+			appendStringInfo(&notnull, "%s ALTER COLUMN %s SET NOT NULL", notnull.len > 0 ? "," : "",
+							 quote_identifier(bo_jstr(c, "name")));
 	}
+	if (notnull.len > 0)
+		try_ddl(job, "NOT NULL columns", psprintf("ALTER TABLE %s%s", qualified, notnull.data));
 	foreach(lc, bo_jelements(bo_jcontainer(def, "constraints")))
 	{
 		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
