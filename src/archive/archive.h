@@ -117,6 +117,8 @@
 #ifndef BACKUP_OFFLINE_ARCHIVE_H
 #define BACKUP_OFFLINE_ARCHIVE_H
 
+#include "lib/stringinfo.h"
+
 #include "archive/digest.h"
 #include "archive/format.h"	/* the constants and enums of the format */
 #include "storage/storage.h"
@@ -181,5 +183,12 @@ extern Datum bo_archive_result_jsonb(const char *name, const BoArchiveResult *re
 extern void bo_archive_require_superuser(const char *what);
 extern const char *bo_compression_name(BoCompression compression);
 extern const char *bo_cipher_name(BoCipher cipher);
+
+/* small output helpers, shared by the parts above archive */
+extern char *bo_hex(const uint8 *data, size_t len);
+extern void bo_json_add_key(StringInfo s, const char *key);
+extern void bo_json_add_text(StringInfo s, const char *key, const char *value);
+extern void bo_json_add_raw(StringInfo s, const char *key, const char *raw);
+extern void bo_json_add_u64(StringInfo s, const char *key, uint64 value);
 
 #endif							/* BACKUP_OFFLINE_ARCHIVE_H */

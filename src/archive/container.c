@@ -1114,10 +1114,10 @@ bo_archive_reader_close(BoArchiveReader *r)
  */
 
 /*
- * Hex of len bytes (palloc'd).
+ * Hex digits of data, as digests and key ids are shown.
  */
-static char *
-to_hex(const uint8 *data, size_t len)
+char *
+bo_hex(const uint8 *data, size_t len)
 {
 	char	   *out = palloc(len * 2 + 1);
 
@@ -1127,43 +1127,44 @@ to_hex(const uint8 *data, size_t len)
 }
 
 /*
- * Append ,"key": "value" (a JSON string) to a JSON object being built.
+ * JSON output: "key": into an object being built, after a comma unless the
+ * object or array was just opened.  Nested objects are built in the same
+ * buffer: add the key with "{" as its raw value, then the members, then
+ * append "}".
  */
-static void
-json_add_text(StringInfo s, const char *key, const char *value)
+void
+bo_json_add_key(StringInfo s, const char *key)
 {
-	if (s->len > 1)
+	if (s->len > 0 && s->data[s->len - 1] != '{' && s->data[s->len - 1] != '[')
 		appendStringInfoString(s, ", ");
 	escape_json(s, key);
 	appendStringInfoString(s, ": ");
+}
+
+/* "key": "value" (null for NULL) */
+void
+bo_json_add_text(StringInfo s, const char *key, const char *value)
+{
+	bo_json_add_key(s, key);
 	if (value == NULL)
 		appendStringInfoString(s, "null");
 	else
 		escape_json(s, value);
 }
 
-/*
- * Append ,"key": raw JSON to a JSON object being built.
- */
-static void
-json_add_raw(StringInfo s, const char *key, const char *raw)
+/* "key": raw JSON (null for NULL) */
+void
+bo_json_add_raw(StringInfo s, const char *key, const char *raw)
 {
-	if (s->len > 1)
-		appendStringInfoString(s, ", ");
-	escape_json(s, key);
-	appendStringInfo(s, ": %s", raw);
+	bo_json_add_key(s, key);
+	appendStringInfoString(s, raw ? raw : "null");
 }
 
-/*
- * Append ,"key": number.
- */
-static void
-json_add_u64(StringInfo s, const char *key, uint64 value)
+void
+bo_json_add_u64(StringInfo s, const char *key, uint64 value)
 {
-	char		buf[32];
-
-	snprintf(buf, sizeof(buf), UINT64_FORMAT, value);
-	json_add_raw(s, key, buf);
+	bo_json_add_key(s, key);
+	appendStringInfo(s, UINT64_FORMAT, value);
 }
 
 /*
@@ -1328,19 +1329,19 @@ bo_archive_result_jsonb(const char *name, const BoArchiveResult *res)
 
 	initStringInfo(&s);
 	appendStringInfoChar(&s, '{');
-	json_add_text(&s, "name", name);
-	json_add_u64(&s, "storedLength", res->stored_length);
-	json_add_u64(&s, "plaintextLength", res->plaintext_length);
-	json_add_u64(&s, "chunkCount", res->chunk_count);
-	json_add_text(&s, "compression", bo_compression_name(res->compression));
-	json_add_raw(&s, "compressionLevel", psprintf("%d", res->compression_level));
-	json_add_text(&s, "cipher", bo_cipher_name(res->cipher));
-	json_add_text(&s, "digest", bo_digest_name(res->digest));
-	json_add_text(&s, "storedDigest", to_hex(res->stored_digest, res->digest_length));
-	json_add_text(&s, "plaintextDigest", to_hex(res->plaintext_digest, res->digest_length));
-	json_add_text(&s, "keyId", res->cipher != BO_CIPHER_NONE ?
-				  to_hex(res->key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
-	json_add_text(&s, "wrappedBy", res->cipher != BO_CIPHER_NONE ? res->kek_id : NULL);
+	bo_json_add_text(&s, "name", name);
+	bo_json_add_u64(&s, "storedLength", res->stored_length);
+	bo_json_add_u64(&s, "plaintextLength", res->plaintext_length);
+	bo_json_add_u64(&s, "chunkCount", res->chunk_count);
+	bo_json_add_text(&s, "compression", bo_compression_name(res->compression));
+	bo_json_add_raw(&s, "compressionLevel", psprintf("%d", res->compression_level));
+	bo_json_add_text(&s, "cipher", bo_cipher_name(res->cipher));
+	bo_json_add_text(&s, "digest", bo_digest_name(res->digest));
+	bo_json_add_text(&s, "storedDigest", bo_hex(res->stored_digest, res->digest_length));
+	bo_json_add_text(&s, "plaintextDigest", bo_hex(res->plaintext_digest, res->digest_length));
+	bo_json_add_text(&s, "keyId", res->cipher != BO_CIPHER_NONE ?
+				  bo_hex(res->key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
+	bo_json_add_text(&s, "wrappedBy", res->cipher != BO_CIPHER_NONE ? res->kek_id : NULL);
 	return json_finish(&s);
 }
 
@@ -1443,20 +1444,20 @@ bo_inspect_object_sql(PG_FUNCTION_ARGS)
 
 	initStringInfo(&s);
 	appendStringInfoChar(&s, '{');
-	json_add_text(&s, "name", name);
-	json_add_raw(&s, "formatVersion", psprintf("%d", BO_ARCHIVE_FORMAT_VERSION));
-	json_add_u64(&s, "headerLength", r->core.header_length);
-	json_add_text(&s, "compression", bo_compression_name(r->core.compression));
-	json_add_raw(&s, "compressionLevel", psprintf("%d", r->core.level));
-	json_add_text(&s, "cipher", bo_cipher_name(r->core.cipher));
-	json_add_text(&s, "digest", bo_digest_name(r->core.digest));
-	json_add_u64(&s, "chunkSize", r->core.chunk_size);
-	json_add_text(&s, "keyId", r->core.cipher != BO_CIPHER_NONE ?
-				  to_hex(r->core.key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
-	json_add_text(&s, "noncePrefix", to_hex(r->core.nonce_prefix, 16));
-	json_add_text(&s, "objectId", r->core.object_id);
-	json_add_u64(&s, "storedLength", st.size);
-	json_add_raw(&s, "keyWraps", json_string_array(bo_key_wraps(storage, name)));
+	bo_json_add_text(&s, "name", name);
+	bo_json_add_raw(&s, "formatVersion", psprintf("%d", BO_ARCHIVE_FORMAT_VERSION));
+	bo_json_add_u64(&s, "headerLength", r->core.header_length);
+	bo_json_add_text(&s, "compression", bo_compression_name(r->core.compression));
+	bo_json_add_raw(&s, "compressionLevel", psprintf("%d", r->core.level));
+	bo_json_add_text(&s, "cipher", bo_cipher_name(r->core.cipher));
+	bo_json_add_text(&s, "digest", bo_digest_name(r->core.digest));
+	bo_json_add_u64(&s, "chunkSize", r->core.chunk_size);
+	bo_json_add_text(&s, "keyId", r->core.cipher != BO_CIPHER_NONE ?
+				  bo_hex(r->core.key_id, BO_ARCHIVE_KEY_ID_LENGTH) : NULL);
+	bo_json_add_text(&s, "noncePrefix", bo_hex(r->core.nonce_prefix, 16));
+	bo_json_add_text(&s, "objectId", r->core.object_id);
+	bo_json_add_u64(&s, "storedLength", st.size);
+	bo_json_add_raw(&s, "keyWraps", json_string_array(bo_key_wraps(storage, name)));
 
 	/* the trailer's sizes, found through the footer */
 	if (st.size < r->core.header_length + BO_FORMAT_FOOTER_LENGTH ||
@@ -1470,15 +1471,15 @@ bo_inspect_object_sql(PG_FUNCTION_ARGS)
 		problem = "The footer does not lead to a trailer.";
 	if (problem == NULL)
 	{
-		json_add_u64(&s, "chunkCount", bo_get_u64(trailer + 4));
-		json_add_u64(&s, "plaintextLength", bo_get_u64(trailer + 12));
+		bo_json_add_u64(&s, "chunkCount", bo_get_u64(trailer + 4));
+		bo_json_add_u64(&s, "plaintextLength", bo_get_u64(trailer + 12));
 	}
 	else
 	{
-		json_add_raw(&s, "chunkCount", "null");
-		json_add_raw(&s, "plaintextLength", "null");
+		bo_json_add_raw(&s, "chunkCount", "null");
+		bo_json_add_raw(&s, "plaintextLength", "null");
 	}
-	json_add_text(&s, "problem", problem);
+	bo_json_add_text(&s, "problem", problem);
 	bo_archive_reader_close(r);
 	PG_RETURN_DATUM(json_finish(&s));
 }
@@ -1526,28 +1527,28 @@ bo_verify_object_sql(PG_FUNCTION_ARGS)
 
 	initStringInfo(&s);
 	appendStringInfoChar(&s, '{');
-	json_add_text(&s, "name", name);
-	json_add_raw(&s, "valid", r->core.failed ? "false" : "true");
-	json_add_raw(&s, "withKey", with_key ? "true" : "false");
-	json_add_u64(&s, "chunksChecked", r->core.index);
-	json_add_u64(&s, "storedLength", st.size);
+	bo_json_add_text(&s, "name", name);
+	bo_json_add_raw(&s, "valid", r->core.failed ? "false" : "true");
+	bo_json_add_raw(&s, "withKey", with_key ? "true" : "false");
+	bo_json_add_u64(&s, "chunksChecked", r->core.index);
+	bo_json_add_u64(&s, "storedLength", st.size);
 	if (r->core.done)
 	{
-		json_add_u64(&s, "plaintextLength", r->core.plaintext_length);
-		json_add_text(&s, "digest", bo_digest_name(r->core.digest));
-		json_add_text(&s, "storedDigest", to_hex(r->core.stored_digest_out, r->core.dlen));
-		json_add_text(&s, "plaintextDigest", with_key ? to_hex(r->core.plaintext_digest, r->core.dlen) : NULL);
-		json_add_raw(&s, "firstFailingChunk", "null");
+		bo_json_add_u64(&s, "plaintextLength", r->core.plaintext_length);
+		bo_json_add_text(&s, "digest", bo_digest_name(r->core.digest));
+		bo_json_add_text(&s, "storedDigest", bo_hex(r->core.stored_digest_out, r->core.dlen));
+		bo_json_add_text(&s, "plaintextDigest", with_key ? bo_hex(r->core.plaintext_digest, r->core.dlen) : NULL);
+		bo_json_add_raw(&s, "firstFailingChunk", "null");
 	}
 	else
 	{
-		json_add_raw(&s, "plaintextLength", "null");
-		json_add_text(&s, "digest", r->core.stored_digest ? bo_digest_name(r->core.digest) : NULL);
-		json_add_raw(&s, "storedDigest", "null");
-		json_add_raw(&s, "plaintextDigest", "null");
-		json_add_u64(&s, "firstFailingChunk", r->core.fail_chunk);
+		bo_json_add_raw(&s, "plaintextLength", "null");
+		bo_json_add_text(&s, "digest", r->core.stored_digest ? bo_digest_name(r->core.digest) : NULL);
+		bo_json_add_raw(&s, "storedDigest", "null");
+		bo_json_add_raw(&s, "plaintextDigest", "null");
+		bo_json_add_u64(&s, "firstFailingChunk", r->core.fail_chunk);
 	}
-	json_add_text(&s, "problem", r->core.failed ? r->core.problem : NULL);
+	bo_json_add_text(&s, "problem", r->core.failed ? r->core.problem : NULL);
 	bo_archive_reader_close(r);
 	PG_RETURN_DATUM(json_finish(&s));
 }

@@ -142,10 +142,9 @@ typedef struct BoScopeTable
 	uint64		pages_skipped;
 	uint64		upserted;		/* rows written */
 	uint64		deleted;		/* keys written */
-	uint64		rows;			/* rows of the table at this snapshot */
 	uint64		plaintext_bytes;
 	uint64		stored_bytes;
-	BoRowsDigest digest;		/* of the table at this snapshot */
+	BoRowsDigest digest;		/* of the table at this snapshot (and its row count) */
 	StringInfoData objects;		/* JSON array members */
 	int			nobjects;
 } BoScopeTable;
@@ -228,53 +227,9 @@ bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id)
 }
 
 static char *
-hex_string(const uint8 *data, int len)
-{
-	char	   *out = palloc(len * 2 + 1);
-
-	hex_encode((const char *) data, len, out);
-	out[len * 2] = '\0';
-	return out;
-}
-
-static char *
 lsn_string(XLogRecPtr lsn)
 {
 	return psprintf("%X/%X", LSN_FORMAT_ARGS(lsn));
-}
-
-static void
-json_key(StringInfo s, bool *first, const char *key)
-{
-	if (!*first)
-		appendStringInfoString(s, ", ");
-	*first = false;
-	escape_json(s, key);
-	appendStringInfoString(s, ": ");
-}
-
-static void
-json_str(StringInfo s, bool *first, const char *key, const char *value)
-{
-	json_key(s, first, key);
-	if (value == NULL)
-		appendStringInfoString(s, "null");
-	else
-		escape_json(s, value);
-}
-
-static void
-json_u64(StringInfo s, bool *first, const char *key, uint64 value)
-{
-	json_key(s, first, key);
-	appendStringInfo(s, UINT64_FORMAT, value);
-}
-
-static void
-json_raw(StringInfo s, bool *first, const char *key, const char *raw)
-{
-	json_key(s, first, key);
-	appendStringInfoString(s, raw ? raw : "null");
 }
 
 /* run one SPI statement with text parameters (NULL = SQL NULL) */
@@ -1081,7 +1036,6 @@ part_finish(BoPartWriter *pw)
 	BoArchiveResult res;
 	BoScopeTable *t = pw->table;
 	StringInfo	s = &t->objects;
-	bool		first = true;
 
 	if (pw->writer == NULL)
 		return;
@@ -1093,16 +1047,16 @@ part_finish(BoPartWriter *pw)
 	if (t->nobjects++ > 0)
 		appendStringInfoString(s, ", ");
 	appendStringInfoChar(s, '{');
-	json_str(s, &first, "name", pw->name);
-	json_str(s, &first, "kind", pw->kind);
-	json_u64(s, &first, "part", pw->part);
-	json_u64(s, &first, "rows", pw->rows);
-	json_u64(s, &first, "plaintextLength", res.plaintext_length);
-	json_str(s, &first, "plaintextDigest", hex_string(res.plaintext_digest, res.digest_length));
-	json_u64(s, &first, "storedLength", res.stored_length);
-	json_str(s, &first, "storedDigest", hex_string(res.stored_digest, res.digest_length));
-	json_str(s, &first, "cipher", bo_cipher_name(res.cipher));
-	json_str(s, &first, "keyId", res.kek_id[0] ? res.kek_id : NULL);
+	bo_json_add_text(s, "name", pw->name);
+	bo_json_add_text(s, "kind", pw->kind);
+	bo_json_add_u64(s, "part", pw->part);
+	bo_json_add_u64(s, "rows", pw->rows);
+	bo_json_add_u64(s, "plaintextLength", res.plaintext_length);
+	bo_json_add_text(s, "plaintextDigest", bo_hex(res.plaintext_digest, res.digest_length));
+	bo_json_add_u64(s, "storedLength", res.stored_length);
+	bo_json_add_text(s, "storedDigest", bo_hex(res.stored_digest, res.digest_length));
+	bo_json_add_text(s, "cipher", bo_cipher_name(res.cipher));
+	bo_json_add_text(s, "keyId", res.kek_id[0] ? res.kek_id : NULL);
 	appendStringInfoChar(s, '}');
 
 	t->plaintext_bytes += res.plaintext_length;
@@ -1417,7 +1371,6 @@ backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot sna
 		bo_index_finish(ts.index);
 	if (chain != NULL)
 		bo_index_chain_close(chain);
-	t->rows = t->digest.count;
 	FreeAccessStrategy(strategy);
 	MemoryContextDelete(ts.blockcxt);
 	table_close(ts.rel, NoLock);
@@ -1427,17 +1380,16 @@ backup_table(BoBackupJob *job, BoScopeTable *t, BoStorage *storage, Snapshot sna
 static void
 append_table_entry(StringInfo m, BoScopeTable *t)
 {
-	bool		first = true;
 	ListCell   *lc;
 
 	appendStringInfoString(m, "{");
-	json_u64(m, &first, "ordinal", t->ordinal);
-	json_str(m, &first, "schema", t->schema);
-	json_str(m, &first, "name", t->name);
-	json_raw(m, &first, "entityTypes", t->entity_types);
-	json_raw(m, &first, "definition", t->definition);
-	json_str(m, &first, "format", bo_row_format_name(t->format));
-	json_key(m, &first, "copyColumns");
+	bo_json_add_u64(m, "ordinal", t->ordinal);
+	bo_json_add_text(m, "schema", t->schema);
+	bo_json_add_text(m, "name", t->name);
+	bo_json_add_raw(m, "entityTypes", t->entity_types);
+	bo_json_add_raw(m, "definition", t->definition);
+	bo_json_add_text(m, "format", bo_row_format_name(t->format));
+	bo_json_add_key(m, "copyColumns");
 	appendStringInfoChar(m, '[');
 	foreach(lc, t->copy_columns)
 	{
@@ -1446,31 +1398,30 @@ append_table_entry(StringInfo m, BoScopeTable *t)
 		escape_json(m, lfirst(lc));
 	}
 	appendStringInfoChar(m, ']');
-	json_key(m, &first, "filterColumns");
+	bo_json_add_key(m, "filterColumns");
 	{
-		bool		f2 = true;
 		int			k;
 
 		appendStringInfoChar(m, '{');
 		for (k = 0; k < BO_FILTERS; k++)
-			json_str(m, &f2, filter_names[k], t->columns[k]);
+			bo_json_add_text(m, filter_names[k], t->columns[k]);
 		appendStringInfoChar(m, '}');
 	}
-	json_str(m, &first, "change", t->delta ? "rows" : "whole");
-	json_str(m, &first, "changeReason", t->change_reason);
-	json_u64(m, &first, "pagesRead", t->pages_read);
-	json_u64(m, &first, "pagesSkipped", t->pages_skipped);
-	json_u64(m, &first, "upsertedRows", t->upserted);
-	json_u64(m, &first, "deletedRows", t->deleted);
-	json_u64(m, &first, "rowCount", t->rows);
-	json_str(m, &first, "rowsDigest", bo_rows_digest_hex(&t->digest));
-	json_u64(m, &first, "heapBlocks", t->nblocks);
-	json_u64(m, &first, "plaintextBytes", t->plaintext_bytes);
-	json_u64(m, &first, "storedBytes", t->stored_bytes);
-	json_u64(m, &first, "phiRecords", t->phi ? t->rows : 0);
-	json_u64(m, &first, "piiRecords", t->pii ? t->rows : 0);
-	json_u64(m, &first, "financialRecords", t->financial ? t->rows : 0);
-	json_key(m, &first, "objects");
+	bo_json_add_text(m, "change", t->delta ? "rows" : "whole");
+	bo_json_add_text(m, "changeReason", t->change_reason);
+	bo_json_add_u64(m, "pagesRead", t->pages_read);
+	bo_json_add_u64(m, "pagesSkipped", t->pages_skipped);
+	bo_json_add_u64(m, "upsertedRows", t->upserted);
+	bo_json_add_u64(m, "deletedRows", t->deleted);
+	bo_json_add_u64(m, "rowCount", t->digest.count);
+	bo_json_add_text(m, "rowsDigest", bo_rows_digest_hex(&t->digest));
+	bo_json_add_u64(m, "heapBlocks", t->nblocks);
+	bo_json_add_u64(m, "plaintextBytes", t->plaintext_bytes);
+	bo_json_add_u64(m, "storedBytes", t->stored_bytes);
+	bo_json_add_u64(m, "phiRecords", t->phi ? t->digest.count : 0);
+	bo_json_add_u64(m, "piiRecords", t->pii ? t->digest.count : 0);
+	bo_json_add_u64(m, "financialRecords", t->financial ? t->digest.count : 0);
+	bo_json_add_key(m, "objects");
 	appendStringInfo(m, "[%s]", t->objects.data);
 	appendStringInfoChar(m, '}');
 }
@@ -1479,7 +1430,6 @@ append_table_entry(StringInfo m, BoScopeTable *t)
 static void
 build_manifest(BoBackupJob *job, StringInfo m)
 {
-	bool		first = true;
 	ListCell   *lc;
 	uint64		rows = 0,
 				plain = 0,
@@ -1494,68 +1444,66 @@ build_manifest(BoBackupJob *job, StringInfo m)
 	{
 		BoScopeTable *t = lfirst(lc);
 
-		rows += t->rows;
+		rows += t->digest.count;
 		plain += t->plaintext_bytes;
 		stored += t->stored_bytes;
 		objects += t->nobjects;
-		phi += t->phi ? t->rows : 0;
-		pii += t->pii ? t->rows : 0;
-		fin += t->financial ? t->rows : 0;
+		phi += t->phi ? t->digest.count : 0;
+		pii += t->pii ? t->digest.count : 0;
+		fin += t->financial ? t->digest.count : 0;
 	}
 	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, GetSystemIdentifier());
 
 	appendStringInfoString(m, "{");
-	json_u64(m, &first, "manifestVersion", BO_MANIFEST_VERSION);
-	json_str(m, &first, "format", "backup_offline snapshot manifest");
-	json_str(m, &first, "snapshotId", job->snapshot_id);
-	json_str(m, &first, "snapshotNumber", job->snapshot_number);
-	json_str(m, &first, "backupType", job->backup_type);
-	json_str(m, &first, "requestedType", job->requested_type);
-	json_str(m, &first, "parentSnapshotId", job->parent_id);
-	json_str(m, &first, "baseSnapshotId", job->base_id);
-	json_str(m, &first, "configurationId", job->configuration_id);
-	json_str(m, &first, "organizationId", job->organization_id);
-	json_raw(m, &first, "configuration", job->configuration_json);
-	json_str(m, &first, "systemIdentifier", sysid);
-	json_str(m, &first, "database", get_database_name(MyDatabaseId));
-	json_str(m, &first, "serverVersion", GetConfigOption("server_version", false, false));
-	json_u64(m, &first, "serverVersionNum", PG_VERSION_NUM);
-	json_str(m, &first, "serverEncoding", GetDatabaseEncodingName());
-	json_str(m, &first, "startedAt", timestamptz_to_str(job->started_at));
-	json_str(m, &first, "snapshotTime", timestamptz_to_str(job->snapshot_time));
-	json_key(m, &first, "consistency");
+	bo_json_add_u64(m, "manifestVersion", BO_MANIFEST_VERSION);
+	bo_json_add_text(m, "format", "backup_offline snapshot manifest");
+	bo_json_add_text(m, "snapshotId", job->snapshot_id);
+	bo_json_add_text(m, "snapshotNumber", job->snapshot_number);
+	bo_json_add_text(m, "backupType", job->backup_type);
+	bo_json_add_text(m, "requestedType", job->requested_type);
+	bo_json_add_text(m, "parentSnapshotId", job->parent_id);
+	bo_json_add_text(m, "baseSnapshotId", job->base_id);
+	bo_json_add_text(m, "configurationId", job->configuration_id);
+	bo_json_add_text(m, "organizationId", job->organization_id);
+	bo_json_add_raw(m, "configuration", job->configuration_json);
+	bo_json_add_text(m, "systemIdentifier", sysid);
+	bo_json_add_text(m, "database", get_database_name(MyDatabaseId));
+	bo_json_add_text(m, "serverVersion", GetConfigOption("server_version", false, false));
+	bo_json_add_u64(m, "serverVersionNum", PG_VERSION_NUM);
+	bo_json_add_text(m, "serverEncoding", GetDatabaseEncodingName());
+	bo_json_add_text(m, "startedAt", timestamptz_to_str(job->started_at));
+	bo_json_add_text(m, "snapshotTime", timestamptz_to_str(job->snapshot_time));
+	bo_json_add_key(m, "consistency");
 	{
-		bool		f2 = true;
 
 		appendStringInfoChar(m, '{');
-		json_u64(m, &f2, "xmin", job->xmin);
-		json_u64(m, &f2, "xmax", job->xmax);
-		json_str(m, &f2, "lsn", lsn_string(job->snapshot_lsn));
-		json_str(m, &f2, "changeLsn", XLogRecPtrIsInvalid(job->change_lsn) ? NULL : lsn_string(job->change_lsn));
+		bo_json_add_u64(m, "xmin", job->xmin);
+		bo_json_add_u64(m, "xmax", job->xmax);
+		bo_json_add_text(m, "lsn", lsn_string(job->snapshot_lsn));
+		bo_json_add_text(m, "changeLsn", XLogRecPtrIsInvalid(job->change_lsn) ? NULL : lsn_string(job->change_lsn));
 		appendStringInfoChar(m, '}');
 	}
-	json_str(m, &first, "compression", job->compressed ? "zstd" : "none");
-	json_u64(m, &first, "compressionLevel", job->compressed ? job->options.compression_level : 0);
-	json_str(m, &first, "encryption", job->encrypted ? "aead" : "none");
-	json_str(m, &first, "keyId", job->kek_id);
-	json_str(m, &first, "digestAlgorithm", job->checksum_algorithm);
-	json_str(m, &first, "rowsDigestAlgorithm", "xxh3-128-sum");
-	json_key(m, &first, "totals");
+	bo_json_add_text(m, "compression", job->compressed ? "zstd" : "none");
+	bo_json_add_u64(m, "compressionLevel", job->compressed ? job->options.compression_level : 0);
+	bo_json_add_text(m, "encryption", job->encrypted ? "aead" : "none");
+	bo_json_add_text(m, "keyId", job->kek_id);
+	bo_json_add_text(m, "digestAlgorithm", job->checksum_algorithm);
+	bo_json_add_text(m, "rowsDigestAlgorithm", "xxh3-128-sum");
+	bo_json_add_key(m, "totals");
 	{
-		bool		f2 = true;
 
 		appendStringInfoChar(m, '{');
-		json_u64(m, &f2, "tableCount", list_length(job->tables));
-		json_u64(m, &f2, "rowCount", rows);
-		json_u64(m, &f2, "objectCount", objects);
-		json_u64(m, &f2, "plaintextBytes", plain);
-		json_u64(m, &f2, "storedBytes", stored);
-		json_u64(m, &f2, "phiRecords", phi);
-		json_u64(m, &f2, "piiRecords", pii);
-		json_u64(m, &f2, "financialRecords", fin);
+		bo_json_add_u64(m, "tableCount", list_length(job->tables));
+		bo_json_add_u64(m, "rowCount", rows);
+		bo_json_add_u64(m, "objectCount", objects);
+		bo_json_add_u64(m, "plaintextBytes", plain);
+		bo_json_add_u64(m, "storedBytes", stored);
+		bo_json_add_u64(m, "phiRecords", phi);
+		bo_json_add_u64(m, "piiRecords", pii);
+		bo_json_add_u64(m, "financialRecords", fin);
 		appendStringInfoChar(m, '}');
 	}
-	json_key(m, &first, "tables");
+	bo_json_add_key(m, "tables");
 	appendStringInfoChar(m, '[');
 	foreach(lc, job->tables)
 	{
@@ -1698,7 +1646,7 @@ scan_tables(BoBackupJob *job)
 	w = bo_archive_writer_begin(storage, manifest_name, &job->options);
 	bo_archive_write(w, job->manifest, strlen(job->manifest));
 	bo_archive_writer_finish(w, &res);
-	job->manifest_checksum = MemoryContextStrdup(job->cxt, hex_string(res.stored_digest, res.digest_length));
+	job->manifest_checksum = MemoryContextStrdup(job->cxt, bo_hex(res.stored_digest, res.digest_length));
 	job->manifest_stored = res.stored_length;
 	job->progress.stored_bytes += res.stored_length;
 	report(job);
@@ -1802,7 +1750,6 @@ record_failure(BoBackupJob *job)
 	const char *args[6];
 	char	   *status = f->cancelled ? "CANCELLED" : "FAILED";
 	StringInfoData err;
-	bool		first = true;
 	BoObjectDeletion del;
 	char	   *error;
 
@@ -1816,11 +1763,11 @@ record_failure(BoBackupJob *job)
 
 	initStringInfo(&err);
 	appendStringInfoChar(&err, '{');
-	json_str(&err, &first, "sqlstate", unpack_sql_state(f->edata->sqlerrcode));
-	json_str(&err, &first, "message", f->edata->message);
-	json_str(&err, &first, "detail", f->edata->detail);
-	json_str(&err, &first, "hint", f->edata->hint);
-	json_str(&err, &first, "cleanup", f->removal);
+	bo_json_add_text(&err, "sqlstate", unpack_sql_state(f->edata->sqlerrcode));
+	bo_json_add_text(&err, "message", f->edata->message);
+	bo_json_add_text(&err, "detail", f->edata->detail);
+	bo_json_add_text(&err, "hint", f->edata->hint);
+	bo_json_add_text(&err, "cleanup", f->removal);
 	appendStringInfoChar(&err, '}');
 
 	args[0] = job->snapshot_id;

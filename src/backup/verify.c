@@ -132,16 +132,6 @@ bo_jelements(JsonbContainer *array)
 	return out;
 }
 
-static char *
-hex_of(const uint8 *data, int len)
-{
-	char	   *out = palloc(len * 2 + 1);
-
-	hex_encode((const char *) data, len, out);
-	out[len * 2] = '\0';
-	return out;
-}
-
 /* ---------------------------------------------------------------------
  * Materialisation
  * ---------------------------------------------------------------------
@@ -484,23 +474,12 @@ typedef struct BoVerify
 static void
 problem(BoVerify *v, const char *object, const char *text)
 {
-	bool		first = true;
-
 	if (v->nproblems++ > 0)
 		appendStringInfoString(&v->problems, ", ");
 	appendStringInfoChar(&v->problems, '{');
 	if (object)
-	{
-		escape_json(&v->problems, "object");
-		appendStringInfoString(&v->problems, ": ");
-		escape_json(&v->problems, object);
-		first = false;
-	}
-	if (!first)
-		appendStringInfoString(&v->problems, ", ");
-	escape_json(&v->problems, "problem");
-	appendStringInfoString(&v->problems, ": ");
-	escape_json(&v->problems, text);
+		bo_json_add_text(&v->problems, "object", object);
+	bo_json_add_text(&v->problems, "problem", text);
 	appendStringInfoChar(&v->problems, '}');
 }
 
@@ -525,7 +504,7 @@ stored_digest(BoVerify *v, const char *name, uint64 *size)
 	bo_digest_free(d);
 	pfree(buf);
 	*size = offset;
-	return hex_of(out, len);
+	return bo_hex(out, len);
 }
 
 /* read name through the archive reader to its end; what it was */
@@ -581,9 +560,9 @@ check_object(void *arg)
 		if (res.plaintext_length != bo_jnum(o, "plaintextLength"))
 			problem(v, name, psprintf("plaintext is " UINT64_FORMAT " bytes, the manifest says " UINT64_FORMAT,
 									  res.plaintext_length, bo_jnum(o, "plaintextLength")));
-		else if (strcmp(hex_of(res.plaintext_digest, res.digest_length), bo_jstr(o, "plaintextDigest")) != 0)
+		else if (strcmp(bo_hex(res.plaintext_digest, res.digest_length), bo_jstr(o, "plaintextDigest")) != 0)
 			problem(v, name, "plaintext digest differs from the manifest");
-		else if (strcmp(hex_of(res.stored_digest, res.digest_length), bo_jstr(o, "storedDigest")) != 0)
+		else if (strcmp(bo_hex(res.stored_digest, res.digest_length), bo_jstr(o, "storedDigest")) != 0)
 			problem(v, name, "stored digest differs from the manifest");
 		v->bytes += res.stored_length;
 	}
@@ -776,29 +755,19 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		else
 			problem(v, psprintf("%s.%s", tschema, tname), psprintf("restore failed: %s", error));
 
-		{
-			bool		f = true;
-
-			if (!first_table)
-				appendStringInfoString(out, ", ");
-			first_table = false;
-			appendStringInfoChar(out, '{');
-			escape_json(out, "schema");
-			appendStringInfo(out, ": ");
-			escape_json(out, tschema);
-			appendStringInfo(out, ", \"name\": ");
-			escape_json(out, tname);
-			if (!verify)
-			{
-				appendStringInfo(out, ", \"restoredAs\": ");
-				escape_json(out, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
-			}
-			appendStringInfo(out, ", \"expectedRows\": " UINT64_FORMAT ", \"restoredRows\": " UINT64_FORMAT
-							 ", \"rowsDigest\": ", expected_rows, r.got.count);
-			escape_json(out, error ? "" : bo_rows_digest_hex(&r.got));
-			appendStringInfo(out, ", \"equal\": %s}", equal ? "true" : "false");
-			(void) f;
-		}
+		if (!first_table)
+			appendStringInfoString(out, ", ");
+		first_table = false;
+		appendStringInfoChar(out, '{');
+		bo_json_add_text(out, "schema", tschema);
+		bo_json_add_text(out, "name", tname);
+		if (!verify)
+			bo_json_add_text(out, "restoredAs", psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)));
+		bo_json_add_u64(out, "expectedRows", expected_rows);
+		bo_json_add_u64(out, "restoredRows", r.got.count);
+		bo_json_add_text(out, "rowsDigest", error ? "" : bo_rows_digest_hex(&r.got));
+		bo_json_add_raw(out, "equal", equal ? "true" : "false");
+		appendStringInfoChar(out, '}');
 	}
 	appendStringInfoString(out, "]");
 	if (verify)

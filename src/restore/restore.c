@@ -298,10 +298,9 @@ skip_definition(BoRestoreJob *job, const char *what, const char *why)
 {
 	if (job->skipped.len > 0)
 		appendStringInfoString(&job->skipped, ", ");
-	appendStringInfoString(&job->skipped, "{\"definition\": ");
-	escape_json(&job->skipped, what);
-	appendStringInfoString(&job->skipped, ", \"error\": ");
-	escape_json(&job->skipped, why);
+	appendStringInfoChar(&job->skipped, '{');
+	bo_json_add_text(&job->skipped, "definition", what);
+	bo_json_add_text(&job->skipped, "error", why);
 	appendStringInfoChar(&job->skipped, '}');
 }
 
@@ -404,13 +403,13 @@ add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, Bo
 
 	if (job->nresults++ > 0)
 		appendStringInfoString(s, ", ");
-	appendStringInfoString(s, "{\"table\": ");
-	escape_json(s, psprintf("%s.%s", bo_jstr(entry, "schema"), bo_jstr(entry, "name")));
-	appendStringInfoString(s, ", \"restoredAs\": ");
-	escape_json(s, restored_as);
-	appendStringInfo(s, ", \"rows\": " UINT64_FORMAT ", \"backupRows\": " UINT64_FORMAT, got->count, expected_rows);
+	appendStringInfoChar(s, '{');
+	bo_json_add_text(s, "table", psprintf("%s.%s", bo_jstr(entry, "schema"), bo_jstr(entry, "name")));
+	bo_json_add_text(s, "restoredAs", restored_as);
+	bo_json_add_u64(s, "rows", got->count);
+	bo_json_add_u64(s, "backupRows", expected_rows);
 	if (whole)
-		appendStringInfo(s, ", \"equalToBackup\": %s", equal ? "true" : "false");
+		bo_json_add_raw(s, "equalToBackup", equal ? "true" : "false");
 	appendStringInfoChar(s, '}');
 	if (whole && !equal)
 		ereport(ERROR,
