@@ -117,8 +117,8 @@ extern void bo_job_publish_snapshot(const pg_uuid_t *id, const char *number,
 									const char *backup_type);
 extern void bo_job_report(const BoJobProgress *progress);
 extern void bo_job_check_cancel(void);
-extern bool bo_job_snapshot_running(const pg_uuid_t *snapshot_id);
-extern bool bo_job_restore_running(const pg_uuid_t *restore_id);
+extern bool bo_job_running(BoJobKind kind, const pg_uuid_t *id);
+extern int	bo_jobs_recover(void);
 extern void bo_job_claim_snapshot(const pg_uuid_t *id);
 extern bool bo_job_terminating(void);
 extern char *bo_job_cancel_reason(void);
@@ -238,6 +238,7 @@ extern List *bo_chain_manifests(const char *snapshot_id);
 
 /* restores (src/restore/restore.c) */
 extern void bo_restore_run(BoJobSlot *slot);
+extern int	bo_restore_recover(void);
 
 /* the scheduler (src/schedule/launcher.c) */
 extern void bo_launcher_register(void);

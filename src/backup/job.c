@@ -246,9 +246,12 @@ bo_job_claim_snapshot(const pg_uuid_t *id)
 	LWLockRelease(job_shared->lock);
 }
 
-/* is a job running the restore with this id? */
+/*
+ * Is a job running the backup whose snapshot id (claimed, so perhaps not
+ * yet inserted) or the restore whose id this is?
+ */
 bool
-bo_job_restore_running(const pg_uuid_t *restore_id)
+bo_job_running(BoJobKind kind, const pg_uuid_t *id)
 {
 	int			i;
 	bool		running = false;
@@ -260,33 +263,20 @@ bo_job_restore_running(const pg_uuid_t *restore_id)
 	{
 		BoJobSlot  *s = &job_shared->slots[i];
 
-		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->kind == BO_JOB_RESTORE &&
-			memcmp(&s->object_id, restore_id, sizeof(pg_uuid_t)) == 0)
+		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->kind == kind &&
+			(kind == BO_JOB_RESTORE || s->claimed) &&
+			memcmp(kind == BO_JOB_RESTORE ? &s->object_id : &s->snapshot_id, id, sizeof(pg_uuid_t)) == 0)
 			running = true;
 	}
 	LWLockRelease(job_shared->lock);
 	return running;
 }
 
-bool
-bo_job_snapshot_running(const pg_uuid_t *snapshot_id)
+/* recovery of every kind of job (start-up, scheduler rounds, each backup) */
+int
+bo_jobs_recover(void)
 {
-	int			i;
-	bool		running = false;
-
-	if (job_shared == NULL)
-		return false;
-	LWLockAcquire(job_shared->lock, LW_SHARED);
-	for (i = 0; i < job_shared->nslots; i++)
-	{
-		BoJobSlot  *s = &job_shared->slots[i];
-
-		if ((s->state == BO_JOB_STARTING || s->state == BO_JOB_RUNNING) && s->claimed &&
-			memcmp(&s->snapshot_id, snapshot_id, sizeof(pg_uuid_t)) == 0)
-			running = true;
-	}
-	LWLockRelease(job_shared->lock);
-	return running;
+	return bo_backup_recover() + bo_restore_recover();
 }
 
 static void
@@ -423,7 +413,7 @@ check_configuration(const char *config_id, pg_uuid_t *organization)
 	running_id = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 6);
 	/* a row no job runs (a crash) is failed by the next job's recovery: not in the way */
 	if (running_id != NULL &&
-		!bo_job_snapshot_running(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(running_id)))))
+		!bo_job_running(BO_JOB_BACKUP, DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(running_id)))))
 		running = NULL;
 	if (deleted)
 		ereport(ERROR,

@@ -428,9 +428,7 @@ bo_try_subtransaction(void (*fn) (void *arg), void *arg)
 
 /*
  * Fail every snapshot left PENDING or IN_PROGRESS whose job is not
- * running (a crash, a restart, a worker that died) and delete its objects;
- * and every restore left IN_PROGRESS (removing the file of a FILE_LEVEL
- * one: it did not exist when the restore began).
+ * running (a crash, a restart, a worker that died) and delete its objects.
  * Runs in the caller's transaction, with SPI connected.  Returns how many
  * snapshots it failed.
  */
@@ -462,7 +460,7 @@ bo_backup_recover(void)
 		BoObjectDeletion del;
 		const char *args[2];
 
-		if (bo_job_snapshot_running(uuid))
+		if (bo_job_running(BO_JOB_BACKUP, uuid))
 			continue;
 		bo_index_remove(id);
 
@@ -486,33 +484,6 @@ bo_backup_recover(void)
 		failed++;
 	}
 
-	/* restores the same way: no schema is left (the transaction never committed), a file may be */
-	spi_exec("SELECT r.id::text, r.restore_number, r.request->'file'->>'path' "
-			 "  FROM backup_offline.restore_operation r WHERE r.status = 'IN_PROGRESS' "
-			 "   FOR UPDATE SKIP LOCKED", 0, NULL, false, 0);
-	rows = SPI_tuptable;
-	nrows = SPI_processed;
-	for (i = 0; i < nrows; i++)
-	{
-		char	   *id = SPI_getvalue(rows->vals[i], rows->tupdesc, 1);
-		char	   *number = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
-		char	   *path = SPI_getvalue(rows->vals[i], rows->tupdesc, 3);
-		const char *args[2];
-
-		if (bo_job_restore_running(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(id)))))
-			continue;
-		if (path != NULL)
-			(void) unlink(path);
-		args[0] = id;
-		args[1] = "the job was interrupted (server restart, crash or worker exit)";
-		spi_exec("UPDATE backup_offline.restore_operation "
-				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
-				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
-				 " WHERE id = $1::uuid", 2, args, false, 0);
-		ereport(LOG,
-				(errmsg("backup_offline: restore %s failed: %s", number, args[1])));
-		failed++;
-	}
 	return failed;
 }
 
@@ -529,7 +500,7 @@ create_snapshot(BoBackupJob *job)
 	char	   *config_type;
 	int			rc;
 
-	bo_backup_recover();
+	bo_jobs_recover();
 
 	args[0] = job->configuration_id;
 	rc = spi_exec("SELECT c.name, c.status::text, (c.deleted_at IS NOT NULL)::text, c.config_type::text, "

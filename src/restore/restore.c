@@ -750,6 +750,50 @@ bo_restore_run(BoJobSlot *slot)
 	PG_END_TRY();
 }
 
+/*
+ * Fail every restore left IN_PROGRESS whose job is not running (a crash, a
+ * restart, a worker that died): its schema never committed; a FILE_LEVEL
+ * restore's file (the path did not exist when it began) is removed.  Runs
+ * in the caller's transaction, with SPI connected; returns how many.
+ */
+int
+bo_restore_recover(void)
+{
+	SPITupleTable *rows;
+	uint64		nrows;
+	uint64		i;
+	int			failed = 0;
+
+	exec_sql("SELECT r.id, r.restore_number, r.request->'file'->>'path' "
+			 "  FROM backup_offline.restore_operation r WHERE r.status = 'IN_PROGRESS' "
+			 "   FOR UPDATE SKIP LOCKED", 0, NULL, NULL);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	for (i = 0; i < nrows; i++)
+	{
+		bool		isnull;
+		Datum		id = SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull);
+		char	   *number = SPI_getvalue(rows->vals[i], rows->tupdesc, 2);
+		char	   *path = SPI_getvalue(rows->vals[i], rows->tupdesc, 3);
+		const char *reason = "the job was interrupted (server restart, crash or worker exit)";
+		Oid			types[2] = {UUIDOID, TEXTOID};
+		Datum		values[2] = {id, CStringGetTextDatum(reason)};
+
+		if (bo_job_running(BO_JOB_RESTORE, DatumGetUUIDP(id)))
+			continue;
+		if (path != NULL)
+			(void) unlink(path);
+		exec_sql("UPDATE backup_offline.restore_operation "
+				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
+				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
+				 " WHERE id = $1", 2, types, values);
+		ereport(LOG,
+				(errmsg("backup_offline: restore %s failed: %s", number, reason)));
+		failed++;
+	}
+	return failed;
+}
+
 /* ---------------------------------------------------------------------
  * SQL functions
  * ---------------------------------------------------------------------

@@ -225,11 +225,11 @@ bo_launcher_main(Datum main_arg)
 			if (OidIsValid(owner))
 			{
 				/* at start, and every round: a job can also die without a restart */
-				int			n = bo_backup_recover();
+				int			n = bo_jobs_recover();
 
 				if (n > 0)
 					ereport(LOG,
-							(errmsg("backup_offline scheduler: failed %d interrupted snapshots", n)));
+							(errmsg("backup_offline scheduler: failed %d interrupted jobs", n)));
 				schedule_due(owner);
 			}
 			PopActiveSnapshot();
