@@ -108,7 +108,8 @@ extern int	bo_job_prepare(Oid database, Oid run_as, const char *configuration_id
 extern void bo_job_launch(int index);
 extern bool bo_job_cancel(BoJobKind kind, const pg_uuid_t *id, const char *reason);
 extern BoJobSlot *bo_job_slot(int index);
-extern void bo_job_run(int index, bool wait, BoJobSlot *result);
+typedef void (*BoJobObserver) (const BoJobSlot *copy, bool wait, void *arg);
+extern void bo_job_run(int index, bool wait, BoJobSlot *result, BoJobObserver observe, void *arg);
 extern void bo_job_require(const char *what);
 
 /* inside a job worker */

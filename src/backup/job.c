@@ -605,10 +605,11 @@ bo_job_slot(int index)
  * Start a prepared job (its slot's requester is this backend) and wait:
  * with wait, until it is done (the slot freed, its last state in
  * *result); without, until the worker has published its object (or is
- * done).  An interrupt while waiting cancels the job.
+ * done).  An interrupt while waiting cancels the job.  observe, when
+ * given, sees the slot each time the caller wakes (for progress reports).
  */
 void
-bo_job_run(int index, bool wait, BoJobSlot *result)
+bo_job_run(int index, bool wait, BoJobSlot *result, BoJobObserver observe, void *arg)
 {
 	BoJobSlot  *slot = &job_shared->slots[index];
 	BoJobSlot	copy;
@@ -621,6 +622,8 @@ bo_job_run(int index, bool wait, BoJobSlot *result)
 			LWLockAcquire(job_shared->lock, LW_SHARED);
 			copy = *slot;
 			LWLockRelease(job_shared->lock);
+			if (observe != NULL)
+				observe(&copy, wait, arg);
 			if (copy.state == BO_JOB_DONE || (!wait && copy.have_snapshot))
 				break;
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
@@ -649,6 +652,52 @@ format_bytes(int64 bytes)
 	return psprintf("%lld bytes", (long long) bytes);
 }
 
+/* what run_backup has told its caller so far */
+typedef struct BoProgressReport
+{
+	bool		told_type;
+	char		last_table[2 * NAMEDATALEN + 2];
+	TimestampTz last_notice;
+} BoProgressReport;
+
+/*
+ * run_backup's observer: a NOTICE when the backup runs as another type
+ * than asked, and (with wait) one per table and every 10 s.
+ */
+static void
+report_backup_progress(const BoJobSlot *copy, bool wait, void *arg)
+{
+	BoProgressReport *r = arg;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!copy->have_snapshot)
+		return;
+	if (!r->told_type && copy->requested_type[0] != '\0' &&
+		strcmp(copy->requested_type, copy->backup_type) != 0)
+	{
+		ereport(NOTICE,
+				(errmsg("backup %s runs as %s: the configuration has no restorable FULL backup for a %s",
+						copy->snapshot_number, copy->backup_type, copy->requested_type)));
+		r->told_type = true;
+	}
+	if (!wait || copy->state == BO_JOB_DONE)
+		return;
+	if (strcmp(copy->progress.current_table, r->last_table) != 0 ||
+		TimestampDifferenceExceeds(r->last_notice, now, 10000))
+	{
+		if (copy->progress.current_table[0] != '\0')
+			ereport(NOTICE,
+					(errmsg("backup %s: %s, table %s (%d of %d), %lld rows, %s of %s scanned",
+							copy->snapshot_number, copy->progress.phase,
+							copy->progress.current_table, copy->progress.tables_done + 1,
+							copy->progress.tables_total, (long long) copy->progress.rows_done,
+							format_bytes(copy->progress.bytes_done),
+							format_bytes(copy->progress.bytes_total))));
+		strlcpy(r->last_table, copy->progress.current_table, sizeof(r->last_table));
+		r->last_notice = now;
+	}
+}
+
 Datum
 bo_run_backup_sql(PG_FUNCTION_ARGS)
 {
@@ -657,12 +706,9 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 	bool		wait;
 	pg_uuid_t	organization;
 	int			index;
-	BoJobSlot  *slot;
 	pg_uuid_t  *result = palloc(sizeof(pg_uuid_t));
 	BoJobSlot	copy;
-	char		last_table[sizeof(copy.progress.current_table)] = "";
-	bool		told_type = false;
-	TimestampTz last_notice = 0;
+	BoProgressReport reported;
 
 	bo_job_require("run_backup");
 	if (PG_ARGISNULL(0))
@@ -705,68 +751,15 @@ bo_run_backup_sql(PG_FUNCTION_ARGS)
 						   &organization, requested_type, "MANUAL",
 						   GetUserNameFromId(GetUserId(), false),
 						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
-	slot = &job_shared->slots[index];
-
-	PG_ENSURE_ERROR_CLEANUP(release_slot_on_error, Int32GetDatum(index));
+	memset(&reported, 0, sizeof(reported));
+	bo_job_run(index, wait, &copy, report_backup_progress, &reported);
+	if (copy.state != BO_JOB_DONE)
 	{
-		bo_job_launch(index);
-		for (;;)
-		{
-			bool		finished;
-
-			LWLockAcquire(job_shared->lock, LW_SHARED);
-			copy = *slot;
-			LWLockRelease(job_shared->lock);
-			finished = copy.state == BO_JOB_DONE;
-
-			if (copy.have_snapshot && !told_type && copy.requested_type[0] != '\0' &&
-				strcmp(copy.requested_type, copy.backup_type) != 0)
-			{
-				ereport(NOTICE,
-						(errmsg("backup %s runs as %s: the configuration has no restorable FULL backup for a %s",
-								copy.snapshot_number, copy.backup_type, copy.requested_type)));
-				told_type = true;
-			}
-			if (!wait && (copy.have_snapshot || finished))
-				break;
-			if (finished)
-				break;
-			if (wait && copy.have_snapshot)
-			{
-				TimestampTz now = GetCurrentTimestamp();
-
-				if (strcmp(copy.progress.current_table, last_table) != 0 ||
-					TimestampDifferenceExceeds(last_notice, now, 10000))
-				{
-					if (copy.progress.current_table[0] != '\0')
-						ereport(NOTICE,
-								(errmsg("backup %s: %s, table %s (%d of %d), %lld rows, %s of %s scanned",
-										copy.snapshot_number, copy.progress.phase,
-										copy.progress.current_table, copy.progress.tables_done + 1,
-										copy.progress.tables_total, (long long) copy.progress.rows_done,
-										format_bytes(copy.progress.bytes_done),
-										format_bytes(copy.progress.bytes_total))));
-					strlcpy(last_table, copy.progress.current_table, sizeof(last_table));
-					last_notice = now;
-				}
-			}
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000,
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
-	}
-	PG_END_ENSURE_ERROR_CLEANUP(release_slot_on_error, Int32GetDatum(index));
-
-	if (!wait && copy.state != BO_JOB_DONE)
-	{
-		release_slot(index, false);
 		*result = copy.snapshot_id;
 		PG_RETURN_UUID_P(result);
 	}
 
-	/* done: read the result and free the slot */
-	free_slot(index);
+	/* done: the slot is freed */
 	if (strcmp(copy.result_status, "COMPLETED") != 0)
 	{
 		if (copy.have_snapshot)

@@ -894,7 +894,7 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 	slot = bo_job_slot(index);
 	slot->kind = BO_JOB_RESTORE;
 	slot->object_id = *DatumGetUUIDP(values[0]);
-	bo_job_run(index, wait, &result);
+	bo_job_run(index, wait, &result, NULL, NULL);
 
 	if (result.state == BO_JOB_DONE && strcmp(result.result_status, "COMPLETED") != 0)
 		ereport(ERROR,
