@@ -150,7 +150,7 @@ typedef struct BoRowEncoder
 	int			ncolumns;		/* encoded columns */
 	AttrNumber *attnums;		/* their attribute numbers (1-based) */
 	FmgrInfo   *functions;		/* send (binary) or output (text) */
-	StringInfoData row;			/* the last encoded row */
+	StringInfoData row;			/* the last row bo_row_encode encoded */
 	MemoryContext rowcxt;		/* reset per row */
 } BoRowEncoder;
 
@@ -168,6 +168,7 @@ extern bool bo_row_format_parse(const char *name, BoRowFormat *format);
 extern void bo_row_encoder_init(BoRowEncoder *enc, TupleDesc tupdesc, BoRowFormat format,
 								const List *only_columns);
 extern void bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls);
+extern void bo_row_encode_into(BoRowEncoder *enc, Datum *values, bool *nulls, StringInfo out);
 extern void bo_row_stream_header(BoRowFormat format, StringInfo out);
 extern void bo_row_stream_trailer(BoRowFormat format, StringInfo out);
 extern List *bo_row_encoder_column_names(BoRowEncoder *enc);

@@ -267,23 +267,23 @@ append_text_escaped(StringInfo out, const char *s)
 
 /*
  * Encode one row (values/nulls as heap_deform_tuple returns them, for the
- * whole tuple descriptor) into enc->row.
+ * whole tuple descriptor) at the end of out: a backup encodes straight into
+ * the buffer it hands to the archive writer.
  */
 void
-bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls)
+bo_row_encode_into(BoRowEncoder *enc, Datum *values, bool *nulls, StringInfo out)
 {
 	MemoryContext old;
 	int			i;
 
 	MemoryContextReset(enc->rowcxt);
-	resetStringInfo(&enc->row);
 	old = MemoryContextSwitchTo(enc->rowcxt);
 
 	if (enc->format == BO_ROW_BINARY)
 	{
 		uint16		n = pg_hton16((uint16) enc->ncolumns);
 
-		appendBinaryStringInfoNT(&enc->row, (char *) &n, 2);
+		appendBinaryStringInfoNT(out, (char *) &n, 2);
 		for (i = 0; i < enc->ncolumns; i++)
 		{
 			int			a = enc->attnums[i] - 1;
@@ -292,15 +292,15 @@ bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls)
 			if (nulls[a])
 			{
 				len = pg_hton32((uint32) -1);
-				appendBinaryStringInfoNT(&enc->row, (char *) &len, 4);
+				appendBinaryStringInfoNT(out, (char *) &len, 4);
 			}
 			else
 			{
 				bytea	   *b = SendFunctionCall(&enc->functions[i], values[a]);
 
 				len = pg_hton32((uint32) (VARSIZE(b) - VARHDRSZ));
-				appendBinaryStringInfoNT(&enc->row, (char *) &len, 4);
-				appendBinaryStringInfoNT(&enc->row, VARDATA(b), VARSIZE(b) - VARHDRSZ);
+				appendBinaryStringInfoNT(out, (char *) &len, 4);
+				appendBinaryStringInfoNT(out, VARDATA(b), VARSIZE(b) - VARHDRSZ);
 			}
 		}
 	}
@@ -311,15 +311,23 @@ bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls)
 			int			a = enc->attnums[i] - 1;
 
 			if (i > 0)
-				appendStringInfoChar(&enc->row, '\t');
+				appendStringInfoChar(out, '\t');
 			if (nulls[a])
-				appendBinaryStringInfo(&enc->row, "\\N", 2);
+				appendBinaryStringInfo(out, "\\N", 2);
 			else
-				append_text_escaped(&enc->row, OutputFunctionCall(&enc->functions[i], values[a]));
+				append_text_escaped(out, OutputFunctionCall(&enc->functions[i], values[a]));
 		}
-		appendStringInfoChar(&enc->row, '\n');
+		appendStringInfoChar(out, '\n');
 	}
 	MemoryContextSwitchTo(old);
+}
+
+/* Encode one row into enc->row (replacing the last one). */
+void
+bo_row_encode(BoRowEncoder *enc, Datum *values, bool *nulls)
+{
+	resetStringInfo(&enc->row);
+	bo_row_encode_into(enc, values, nulls, &enc->row);
 }
 
 /* What a COPY stream of this format begins with */

@@ -1038,13 +1038,19 @@ part_finish(BoPartWriter *pw)
 	pw->part++;
 }
 
-/* append one encoded row (or key) to the stream */
-static void
-part_add(BoPartWriter *pw, const char *data, int len)
+/* the buffer the next row goes into (a part begun when none is open) */
+static StringInfo
+part_buffer(BoPartWriter *pw)
 {
 	if (pw->writer == NULL)
 		part_begin(pw);
-	appendBinaryStringInfo(&pw->buf, data, len);
+	return &pw->buf;
+}
+
+/* a row was appended to part_buffer(): hand full buffers on, cut parts */
+static void
+part_row_added(BoPartWriter *pw)
+{
 	pw->rows++;
 	if (pw->buf.len >= WRITE_BUFFER_SIZE)
 	{
@@ -1052,6 +1058,14 @@ part_add(BoPartWriter *pw, const char *data, int len)
 		if ((int64) pw->plaintext >= (int64) bo_part_size * 1024 * 1024)
 			part_finish(pw);
 	}
+}
+
+/* append one encoded row (or key) to the stream */
+static void
+part_add(BoPartWriter *pw, const char *data, int len)
+{
+	appendBinaryStringInfo(part_buffer(pw), data, len);
+	part_row_added(pw);
 }
 
 /* what one table's backup needs while it scans */
@@ -1085,6 +1099,9 @@ emit_row(BoTableScan *ts, Page page, BlockNumber blk, OffsetNumber off)
 	ItemId		lp = PageGetItemId(page, off);
 	HeapTupleData tuple;
 	BoIndexEntry *e;
+	StringInfo	buf;
+	int			start;
+	uint8		hash[16];
 
 	tuple.t_data = (HeapTupleHeader) PageGetItem(page, lp);
 	tuple.t_len = ItemIdGetLength(lp);
@@ -1094,20 +1111,21 @@ emit_row(BoTableScan *ts, Page page, BlockNumber blk, OffsetNumber off)
 	if (ts->filters != NIL && !row_passes(ts->filters, ts->values, ts->nulls))
 		return;
 
-	bo_row_encode(&ts->enc, ts->values, ts->nulls);
-	part_add(&ts->rows, ts->enc.row.data, ts->enc.row.len);
+	/* encoded straight into the part's buffer, hashed there */
+	buf = part_buffer(&ts->rows);
+	start = buf->len;
+	bo_row_encode_into(&ts->enc, ts->values, ts->nulls, buf);
+	bo_row_hash(buf->data + start, buf->len - start, hash);
+	part_row_added(&ts->rows);
+	bo_rows_digest_add_hash(&ts->t->digest, hash);
 	ts->t->upserted++;
 	ts->job->progress.rows_done++;
 	if (ts->index == NULL)
-	{
-		bo_rows_digest_add(&ts->t->digest, ts->enc.row.data, ts->enc.row.len);
 		return;
-	}
 	e = &ts->entries[ts->nentries++];
 	e->offset = off;
 	e->xmin = HeapTupleHeaderGetRawXmin(tuple.t_data);
-	bo_row_hash(ts->enc.row.data, ts->enc.row.len, e->hash);
-	bo_rows_digest_add_hash(&ts->t->digest, e->hash);
+	memcpy(e->hash, hash, sizeof(hash));
 	bo_row_encode(&ts->keyenc, ts->values, ts->nulls);
 	if (ts->keyenc.row.len > PG_UINT16_MAX)
 		ereport(ERROR,
