@@ -29,7 +29,8 @@ OBJS = \
 	src/backup/snapshot.o \
 	src/backup/verify.o \
 	src/backup/rowindex.o \
-	src/restore/restore.o
+	src/restore/restore.o \
+	src/restore/inplace.o
 
 # PGXS tracks no header dependencies: every object depends on every header
 $(OBJS): $(wildcard src/*.h src/*/*.h)

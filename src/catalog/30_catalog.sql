@@ -44,6 +44,7 @@ CREATE TABLE @extschema@.entity_registry (
 	branch_id_column name,
 	date_column name,
 	organization_column name,
+	modified_at_column name,
 	contains_phi boolean NOT NULL DEFAULT false,
 	contains_pii boolean NOT NULL DEFAULT false,
 	contains_financial boolean NOT NULL DEFAULT false,

@@ -42,6 +42,7 @@ BEGIN
 		UNION ALL SELECT 'branch_id_column', NEW.branch_id_column
 		UNION ALL SELECT 'date_column', NEW.date_column
 		UNION ALL SELECT 'organization_column', NEW.organization_column
+		UNION ALL SELECT 'modified_at_column', NEW.modified_at_column
 	LOOP
 		CONTINUE WHEN col IS NULL;
 		IF NOT EXISTS (SELECT 1 FROM pg_attribute a
@@ -51,6 +52,15 @@ BEGIN
 				USING ERRCODE = '42703', HINT = 'Name a column of the registered table.';
 		END IF;
 	END LOOP;
+	-- NEWEST_WINS / OLDEST_WINS restores compare rows by it
+	IF NEW.modified_at_column IS NOT NULL
+	   AND (SELECT a.atttypid FROM pg_attribute a
+			 WHERE a.attrelid = NEW.table_name AND a.attname = NEW.modified_at_column)
+		   NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
+		RAISE EXCEPTION 'invalid modified_at_column: column "%" of table % is not a timestamp or date',
+			NEW.modified_at_column, NEW.table_name
+			USING ERRCODE = '42804', HINT = 'Name the column that records when a row last changed (timestamptz, timestamp or date).';
+	END IF;
 	IF (SELECT c.relkind FROM pg_class c WHERE c.oid = NEW.table_name) NOT IN ('r', 'p') THEN
 		RAISE EXCEPTION 'invalid table_name: % is not a table', NEW.table_name
 			USING ERRCODE = '42809', HINT = 'Register ordinary or partitioned tables.';
@@ -155,7 +165,8 @@ CREATE TRIGGER organization_member_audit
 -- register_entity(entity_type text, table_name regclass, options jsonb DEFAULT '{}') RETURNS uuid
 -- Maps an entity type to a table.  options: keyColumns (default: the
 -- primary key), clientIdColumn, caregiverIdColumn, branchIdColumn,
--- dateColumn, organizationColumn, containsPHI, containsPII,
+-- dateColumn, organizationColumn, modifiedAtColumn (when a row last changed:
+-- NEWEST_WINS / OLDEST_WINS restores compare it), containsPHI, containsPII,
 -- containsFinancial, description, organizationId (NULL: every organization).
 CREATE FUNCTION @extschema@.register_entity(entity_type text, table_name regclass, options jsonb DEFAULT '{}')
 RETURNS uuid
@@ -168,8 +179,8 @@ DECLARE
 BEGIN
 	PERFORM @extschema@.check_object(options, 'options',
 		ARRAY['keyColumns', 'clientIdColumn', 'caregiverIdColumn', 'branchIdColumn', 'dateColumn',
-			  'organizationColumn', 'containsPHI', 'containsPII', 'containsFinancial', 'description',
-			  'organizationId']);
+			  'organizationColumn', 'modifiedAtColumn', 'containsPHI', 'containsPII', 'containsFinancial',
+			  'description', 'organizationId']);
 	IF entity_type IS NULL OR entity_type !~ '^[A-Z][A-Z0-9_]{0,62}$' THEN
 		RAISE EXCEPTION 'invalid entity_type: "%"', entity_type
 			USING ERRCODE = '22023', HINT = 'Use upper-case letters, digits and underscores, such as EVV_RECORD.';
@@ -189,14 +200,15 @@ BEGIN
 	END IF;
 	INSERT INTO @extschema@.entity_registry
 		(organization_id, entity_type, table_name, key_columns, client_id_column, caregiver_id_column,
-		 branch_id_column, date_column, organization_column, contains_phi, contains_pii,
-		 contains_financial, description)
+		 branch_id_column, date_column, organization_column, modified_at_column, contains_phi,
+		 contains_pii, contains_financial, description)
 	VALUES (@extschema@.json_uuid(options, 'organizationId', 'options'), entity_type, table_name, keys,
 			@extschema@.json_text(options, 'clientIdColumn', 'options', false, 63),
 			@extschema@.json_text(options, 'caregiverIdColumn', 'options', false, 63),
 			@extschema@.json_text(options, 'branchIdColumn', 'options', false, 63),
 			@extschema@.json_text(options, 'dateColumn', 'options', false, 63),
 			@extschema@.json_text(options, 'organizationColumn', 'options', false, 63),
+			@extschema@.json_text(options, 'modifiedAtColumn', 'options', false, 63),
 			@extschema@.json_bool(options, 'containsPHI', 'options', false),
 			@extschema@.json_bool(options, 'containsPII', 'options', false),
 			@extschema@.json_bool(options, 'containsFinancial', 'options', false),

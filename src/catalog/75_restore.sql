@@ -17,8 +17,9 @@ CREATE TYPE @extschema@.restore_type AS ENUM ('FULL', 'SELECTIVE', 'POINT_IN_TIM
 -- COMPLETED         done: validation results and metrics recorded
 -- FAILED            stopped by an error or a crash; nothing of it is left
 -- CANCELLED         cancelled before or while running
+-- ROLLED_BACK       an in-place restore undone by rollback_restore
 CREATE TYPE @extschema@.restore_status AS ENUM
-	('PENDING_APPROVAL', 'APPROVED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED');
+	('PENDING_APPROVAL', 'APPROVED', 'IN_PROGRESS', 'COMPLETED', 'FAILED', 'CANCELLED', 'ROLLED_BACK');
 
 CREATE SEQUENCE @extschema@.restore_number_seq;
 
@@ -48,7 +49,10 @@ CREATE TABLE @extschema@.restore_operation (
 	completed_at timestamptz,
 	validation_results jsonb,
 	metrics jsonb,
-	error jsonb
+	error jsonb,
+	rolled_back_at timestamptz,
+	rolled_back_by name,
+	rollback_results jsonb
 );
 COMMENT ON TABLE @extschema@.restore_operation IS
 	'Restores (SPEC.md''s RestoreOperation): requested, approved, run by a job worker';
@@ -62,7 +66,8 @@ CREATE TABLE @extschema@.restore_status_transition (
 INSERT INTO @extschema@.restore_status_transition VALUES
 	('PENDING_APPROVAL', 'APPROVED'), ('PENDING_APPROVAL', 'CANCELLED'),
 	('APPROVED', 'IN_PROGRESS'), ('APPROVED', 'CANCELLED'),
-	('IN_PROGRESS', 'COMPLETED'), ('IN_PROGRESS', 'FAILED'), ('IN_PROGRESS', 'CANCELLED');
+	('IN_PROGRESS', 'COMPLETED'), ('IN_PROGRESS', 'FAILED'), ('IN_PROGRESS', 'CANCELLED'),
+	('COMPLETED', 'ROLLED_BACK');
 
 -- Identity fixed, status along restore_status_transition, approval only
 -- with the move to APPROVED.
@@ -103,7 +108,14 @@ BEGIN
 		NEW.validation_results := NULL;
 		NEW.metrics := NULL;
 		NEW.error := NULL;
+		NEW.rolled_back_at := NULL;
+		NEW.rolled_back_by := NULL;
+		NEW.rollback_results := NULL;
 		NEW.status_changed_at := now();
+		IF NEW.destination->>'type' = 'IN_PLACE' AND NOT NEW.requires_approval THEN
+			RAISE EXCEPTION 'an in-place restore always requires approval (requiresApproval)'
+				USING ERRCODE = '22023', HINT = 'Leave requiresApproval out: it changes live tables, so another person approves it.';
+		END IF;
 		RETURN NEW;
 	END IF;
 	IF NEW.id <> OLD.id OR NEW.organization_id <> OLD.organization_id OR NEW.restore_number <> OLD.restore_number
@@ -125,13 +137,13 @@ BEGIN
 		RAISE EXCEPTION 'the status reason of restore % changes only with its status', OLD.restore_number
 			USING ERRCODE = '23514', HINT = 'It says why the status is what it is.';
 	END IF;
-	-- running, finishing, failing and stopping a running restore are the job
-	-- worker's (the extension owner); cancel_restore asks the job
+	-- running, finishing, failing, rolling back and stopping a running restore
+	-- are the job worker's (the extension owner); cancel_restore asks the job
 	IF NEW.status <> OLD.status
-	   AND (NEW.status IN ('IN_PROGRESS', 'COMPLETED', 'FAILED') OR OLD.status = 'IN_PROGRESS')
+	   AND (NEW.status IN ('IN_PROGRESS', 'COMPLETED', 'FAILED', 'ROLLED_BACK') OR OLD.status = 'IN_PROGRESS')
 	   AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) THEN
 		RAISE EXCEPTION 'only the restore job sets restore % %', OLD.restore_number, NEW.status
-			USING ERRCODE = '42501', HINT = 'Use run_restore(id).';
+			USING ERRCODE = '42501', HINT = 'Use run_restore(id) or rollback_restore(id).';
 	END IF;
 	-- approval: by a member of backup_offline_approver who is not the requester
 	IF OLD.status = 'PENDING_APPROVAL' AND NEW.status = 'APPROVED' THEN
@@ -170,6 +182,24 @@ CREATE TRIGGER restore_operation_audit
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.restore_operation', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.restore_number_seq', '');
 
+-- The column that records when a row of rel last changed (entity_registry's
+-- modified_at_column of one of its entity types: the organization's own
+-- row first, then a shared one), or NULL.  NEWEST_WINS / OLDEST_WINS
+-- restores compare rows by it.
+CREATE FUNCTION @extschema@.restore_modified_column(organization uuid, rel regclass, entity_types jsonb)
+RETURNS name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT r.modified_at_column
+	  FROM @extschema@.entity_registry r
+	 WHERE r.table_name OPERATOR(pg_catalog.=) rel AND r.modified_at_column IS NOT NULL
+	   AND (r.organization_id OPERATOR(pg_catalog.=) organization OR r.organization_id IS NULL)
+	   AND entity_types OPERATOR(pg_catalog.?) r.entity_type
+	 ORDER BY r.organization_id NULLS LAST, r.entity_type
+	 LIMIT 1
+$$;
+
 -- Validate SPEC.md's CreateRestoreOperationInput; returns the normalised
 -- request: restoreType, snapshotId (for POINT_IN_TIME: the newest
 -- COMPLETED snapshot of configurationId at or before
@@ -198,6 +228,9 @@ DECLARE
 	date_to date;
 	schema_name text;
 	file_path text;
+	dest_type text;
+	tbl jsonb;
+	rel regclass;
 BEGIN
 	IF request IS NULL OR jsonb_typeof(request) <> 'object' THEN
 		PERFORM @extschema@.raise_invalid('the restore request must be a JSON object',
@@ -329,7 +362,11 @@ BEGIN
 	-- where to
 	dest := coalesce(request->'destination', '{}');
 	PERFORM @extschema@.check_object(dest, 'destination', ARRAY['type', 'schema', 'tablePrefix']);
-	PERFORM @extschema@.json_choice(dest, 'type', 'destination', ARRAY['NEW_SCHEMA'], 'NEW_SCHEMA');
+	dest_type := @extschema@.json_choice(dest, 'type', 'destination', ARRAY['NEW_SCHEMA', 'IN_PLACE'], 'NEW_SCHEMA');
+	IF dest_type = 'IN_PLACE' AND dest ?| ARRAY['schema', 'tablePrefix'] THEN
+		PERFORM @extschema@.raise_invalid('an IN_PLACE restore writes into the tables of the snapshot: leave destination.schema and destination.tablePrefix out',
+			'Use destination.type NEW_SCHEMA to restore into a schema of its own.');
+	END IF;
 	schema_name := @extschema@.json_matching(dest, 'schema', 'destination', false, 63,
 		'^[a-z_][a-z0-9_]*$', 'A new schema''s name: lower-case letters, digits and _, not beginning with a digit.');
 	PERFORM @extschema@.json_matching(dest, 'tablePrefix', 'destination', false, 30,
@@ -367,7 +404,36 @@ BEGIN
 	-- a new schema takes no conflict strategy other than the default
 	strategy := @extschema@.json_choice(request, 'conflictResolutionStrategy', '',
 		ARRAY['BACKUP_WINS', 'EXISTING_WINS', 'NEWEST_WINS', 'OLDEST_WINS', 'MERGE', 'MANUAL'], 'BACKUP_WINS');
-	IF strategy <> 'BACKUP_WINS' THEN
+	IF dest_type = 'IN_PLACE' THEN
+		IF rtype = 'FILE_LEVEL' THEN
+			PERFORM @extschema@.raise_invalid('a FILE_LEVEL restore writes a file, not a table in place: leave destination out',
+				'Name the file in "file".');
+		END IF;
+		IF NOT @extschema@.json_bool(request, 'requiresApproval', '', true) THEN
+			PERFORM @extschema@.raise_invalid('an in-place restore always requires approval (requiresApproval)',
+				'Leave requiresApproval out: it changes live tables, so another person approves it.');
+		END IF;
+		-- every table of the scope must exist, and for NEWEST_WINS / OLDEST_WINS name its timestamp column
+		FOR tbl IN SELECT x FROM jsonb_array_elements(s.manifest->'tables') x
+				  WHERE entities IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(x->'entityTypes') et
+													 WHERE et = ANY (entities)) LOOP
+			rel := to_regclass(format('%I.%I', tbl->>'schema', tbl->>'name'));
+			IF rel IS NULL THEN
+				PERFORM @extschema@.raise_invalid(
+					format('table %I.%I of snapshot %s does not exist: an IN_PLACE restore writes into it',
+						   tbl->>'schema', tbl->>'name', s.snapshot_number),
+					'Restore into a new schema (destination.type NEW_SCHEMA), or recreate the table first (import_repository creates missing tables).',
+					NULL, '42P01');
+			END IF;
+			IF strategy IN ('NEWEST_WINS', 'OLDEST_WINS')
+			   AND @extschema@.restore_modified_column(s.organization_id, rel, tbl->'entityTypes') IS NULL THEN
+				PERFORM @extschema@.raise_invalid(
+					format('conflictResolutionStrategy %s needs the time each row last changed, and table %s has no modified_at_column in entity_registry',
+						   strategy, rel),
+					'Set modified_at_column of its entity type (register_entity option modifiedAtColumn), or choose another strategy.');
+			END IF;
+		END LOOP;
+	ELSIF strategy <> 'BACKUP_WINS' THEN
 		PERFORM @extschema@.raise_invalid(
 			format('conflictResolutionStrategy %s needs a restore in place; a restore into a new schema has no conflicts', strategy),
 			'Leave it out (BACKUP_WINS) for a restore into a new schema.');
@@ -380,6 +446,7 @@ BEGIN
 		'organizationId', s.organization_id,
 		'scope', scope,
 		'destination', CASE WHEN rtype = 'FILE_LEVEL' THEN NULL
+							WHEN dest_type = 'IN_PLACE' THEN jsonb_build_object('type', 'IN_PLACE')
 						   ELSE jsonb_build_object('type', 'NEW_SCHEMA', 'schema', schema_name,
 												   'tablePrefix', coalesce(dest->>'tablePrefix', '')) END,
 		'file', file,
@@ -489,8 +556,56 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'bo_restore_job_cancel_sql'
 LANGUAGE C STRICT VOLATILE;
 
+-- rollback_restore(id uuid) RETURNS jsonb: undo a COMPLETED in-place
+-- restore in a job worker (src/restore/inplace.c).
+CREATE FUNCTION @extschema@.rollback_restore(id uuid)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'bo_rollback_restore_sql'
+LANGUAGE C VOLATILE;
+
+-- What an in-place restore with rollbackEnabled kept to undo itself: per
+-- table, a table in schema backup_offline_rollback holding the old image
+-- of every row it updated (action 'U') and every row it inserted ('I'),
+-- with a digest of the row as the restore left it.  Written by the job;
+-- rollback_restore reads it and drops it.
+CREATE TABLE @extschema@.restore_rollback (
+	restore_id uuid NOT NULL REFERENCES @extschema@.restore_operation (id),
+	organization_id uuid NOT NULL,
+	table_schema name NOT NULL,
+	table_name name NOT NULL,
+	rollback_table name NOT NULL,
+	key_columns name[] NOT NULL,
+	updated_rows bigint NOT NULL,
+	inserted_rows bigint NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	PRIMARY KEY (restore_id, table_schema, table_name)
+);
+COMMENT ON TABLE @extschema@.restore_rollback IS
+	'What in-place restores kept to undo themselves (rollback_restore)';
+
+-- A MANUAL in-place restore applies nothing: it records here every row
+-- whose backup version differs from the table's (ROW_DIFFERS, with the
+-- differing fields) and every row only the backup holds (BACKUP_ONLY).
+CREATE TABLE @extschema@.restore_conflict (
+	id uuid PRIMARY KEY DEFAULT pg_catalog.gen_random_uuid(),
+	restore_id uuid NOT NULL REFERENCES @extschema@.restore_operation (id),
+	organization_id uuid NOT NULL,
+	table_schema name NOT NULL,
+	table_name name NOT NULL,
+	record_key jsonb NOT NULL,
+	conflict_type text NOT NULL CHECK (conflict_type IN ('ROW_DIFFERS', 'BACKUP_ONLY')),
+	backup_version jsonb NOT NULL,
+	existing_version jsonb,
+	conflicting_fields jsonb NOT NULL,
+	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE @extschema@.restore_conflict IS
+	'Conflicts a MANUAL in-place restore found: backup and existing versions of each row';
+CREATE INDEX restore_conflict_restore ON @extschema@.restore_conflict (restore_id, table_schema, table_name);
+
 -- privileges and row-level security
-REVOKE ALL ON @extschema@.restore_operation, @extschema@.restore_status_transition FROM PUBLIC;
+REVOKE ALL ON @extschema@.restore_operation, @extschema@.restore_status_transition,
+	@extschema@.restore_rollback, @extschema@.restore_conflict FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	@extschema@.restore_operation_guard(),
 	@extschema@.validate_restore(jsonb),
@@ -499,12 +614,15 @@ REVOKE ALL ON FUNCTION
 	@extschema@.approve_restore(uuid, text),
 	@extschema@.cancel_restore(uuid),
 	@extschema@.run_restore(uuid, boolean),
-	@extschema@.restore_job_cancel(uuid)
+	@extschema@.restore_job_cancel(uuid),
+	@extschema@.rollback_restore(uuid),
+	@extschema@.restore_modified_column(uuid, regclass, jsonb)
 FROM PUBLIC;
 
 GRANT USAGE ON SEQUENCE @extschema@.restore_number_seq
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
-GRANT SELECT ON @extschema@.restore_operation, @extschema@.restore_status_transition
+GRANT SELECT ON @extschema@.restore_operation, @extschema@.restore_status_transition,
+	@extschema@.restore_rollback, @extschema@.restore_conflict
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
 -- requesting: the guard validates and fills every column from the request
@@ -517,6 +635,8 @@ ON @extschema@.restore_operation
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver, backup_offline_app;
 GRANT EXECUTE ON FUNCTION
 	@extschema@.validate_restore(jsonb),
+	@extschema@.restore_modified_column(uuid, regclass, jsonb),
+	@extschema@.rollback_restore(uuid),
 	@extschema@.create_restore(jsonb),
 	@extschema@.lock_restore(uuid),
 	@extschema@.cancel_restore(uuid),
@@ -527,7 +647,8 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.lock_restore(uuid),
 	@extschema@.approve_restore(uuid, text),
 	@extschema@.cancel_restore(uuid),
-	@extschema@.restore_job_cancel(uuid)
+	@extschema@.restore_job_cancel(uuid),
+	@extschema@.rollback_restore(uuid)
 TO backup_offline_approver;
 
 ALTER TABLE @extschema@.restore_operation ENABLE ROW LEVEL SECURITY;
@@ -537,3 +658,17 @@ CREATE POLICY organization_rows ON @extschema@.restore_operation
 		   OR (SELECT @extschema@.sees_all_organizations()))
 	WITH CHECK (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
 		   OR (SELECT @extschema@.sees_all_organizations()));
+
+ALTER TABLE @extschema@.restore_rollback ENABLE ROW LEVEL SECURITY;
+CREATE POLICY organization_rows ON @extschema@.restore_rollback
+	FOR ALL
+	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()));
+ALTER TABLE @extschema@.restore_conflict ENABLE ROW LEVEL SECURITY;
+CREATE POLICY organization_rows ON @extschema@.restore_conflict
+	FOR ALL
+	USING (organization_id OPERATOR(pg_catalog.=) ANY ((SELECT @extschema@.current_organization_ids())::uuid[])
+		   OR (SELECT @extschema@.sees_all_organizations()));
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.restore_rollback', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.restore_conflict', '');

@@ -65,16 +65,18 @@
 #include "backup/backup.h"
 #include "storage/paths.h"
 #include "storage/storage.h"
+#include "restore/restore.h"
 
 PG_FUNCTION_INFO_V1(bo_run_restore_sql);
 PG_FUNCTION_INFO_V1(bo_restore_job_cancel_sql);
+PG_FUNCTION_INFO_V1(bo_rollback_restore_sql);
 
 /* ---------------------------------------------------------------------
  * SPI helpers
  * ---------------------------------------------------------------------
  */
-static void
-exec_sql(const char *sql, int nargs, Oid *types, Datum *values)
+void
+bo_restore_exec(const char *sql, int nargs, Oid *types, Datum *values)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, NULL, false, 0);
 
@@ -82,35 +84,40 @@ exec_sql(const char *sql, int nargs, Oid *types, Datum *values)
 		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
 }
 
-static char *
-value_text(int col)
+char *
+bo_restore_value(int col)
 {
 	return SPI_processed > 0 ? SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col) : NULL;
+}
+
+/* the single bigint a query returns */
+uint64
+bo_restore_count(const char *sql)
+{
+	bo_restore_exec(sql, 0, NULL, NULL);
+	return strtou64(bo_restore_value(1), NULL, 10);
+}
+
+/*
+ * A private schema for the job's intermediate tables, owned by owner
+ * (NULL: the job's role): backup_offline_restore_<pid>, dropped by the
+ * job or rolled back with its transaction.
+ */
+char *
+bo_restore_scratch_schema(const char *owner)
+{
+	char	   *schema = psprintf("backup_offline_restore_%d", MyProcPid);
+
+	bo_restore_exec(psprintf("CREATE SCHEMA %s%s%s", quote_identifier(schema),
+							 owner ? " AUTHORIZATION " : "", owner ? quote_identifier(owner) : ""),
+					0, NULL, NULL);
+	return schema;
 }
 
 /* ---------------------------------------------------------------------
  * The restore job
  * ---------------------------------------------------------------------
  */
-typedef struct BoRestoreJob
-{
-	MemoryContext cxt;
-	char	   *id;
-	char	   *number;
-	Jsonb	   *request;		/* validate_restore's normalised request */
-	char	   *snapshot_id;
-	char	   *storage_json;
-	Jsonb	   *manifest;
-	char	   *requested_by;	/* the requesting role: owns what the restore creates */
-	char	   *file_path;		/* FILE_LEVEL: written, to remove on failure */
-	bool		file_written;
-	StringInfoData results;		/* validation results: JSON array members */
-	StringInfoData skipped;		/* definitions that could not be recreated: JSON array members */
-	int			nresults;
-	uint64		rows;
-	int			tables;
-} BoRestoreJob;
-
 static void
 start_restore(BoRestoreJob *job)
 {
@@ -119,8 +126,9 @@ start_restore(BoRestoreJob *job)
 	MemoryContext old;
 	char	   *status;
 
-	exec_sql("SELECT r.status::text, r.restore_number, r.request::text, r.snapshot_id::text, "
+	bo_restore_exec("SELECT r.status::text, r.restore_number, r.request::text, r.snapshot_id::text, "
 			 "       s.storage_location->'destination', s.manifest::text, r.requested_by, "
+			 "       r.organization_id, "
 			 "       NOT EXISTS (SELECT 1 FROM backup_offline.snapshot_chain(s.id) c WHERE c.status <> 'COMPLETED') "
 			 "  FROM backup_offline.restore_operation r "
 			 "  JOIN backup_offline.backup_snapshot s ON s.id = r.snapshot_id "
@@ -130,16 +138,17 @@ start_restore(BoRestoreJob *job)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("restore %s does not exist", job->id)));
 	old = MemoryContextSwitchTo(job->cxt);
-	status = pstrdup(value_text(1));
-	job->number = pstrdup(value_text(2));
-	job->request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value_text(3))));
-	job->snapshot_id = pstrdup(value_text(4));
-	job->storage_json = pstrdup(value_text(5));
-	job->manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(value_text(6))));
-	job->requested_by = pstrdup(value_text(7));
+	status = pstrdup(bo_restore_value(1));
+	job->number = pstrdup(bo_restore_value(2));
+	job->request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(bo_restore_value(3))));
+	job->snapshot_id = pstrdup(bo_restore_value(4));
+	job->storage_json = pstrdup(bo_restore_value(5));
+	job->manifest = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(bo_restore_value(6))));
+	job->requested_by = pstrdup(bo_restore_value(7));
+	job->organization_id = pstrdup(bo_restore_value(8));
 	MemoryContextSwitchTo(old);
 	/* the snapshot may have changed since the request: its whole chain must still be restorable */
-	if (strcmp(value_text(8), "t") != 0)
+	if (strcmp(bo_restore_value(9), "t") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the snapshot of restore %s is no longer restorable", job->number),
@@ -150,13 +159,13 @@ start_restore(BoRestoreJob *job)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("restore %s is %s", job->number, status),
 				 errhint("Only APPROVED restores run.")));
-	exec_sql("UPDATE backup_offline.restore_operation SET status = 'IN_PROGRESS', started_at = now() "
+	bo_restore_exec("UPDATE backup_offline.restore_operation SET status = 'IN_PROGRESS', started_at = now() "
 			 " WHERE id = $1", 1, types, values);
 }
 
 /* does the manifest table entry hold one of the scope's entity types? */
-static bool
-table_in_scope(JsonbContainer *entry, Jsonb *request)
+bool
+bo_restore_table_in_scope(JsonbContainer *entry, Jsonb *request)
 {
 	JsonbContainer *scope = bo_jcontainer(&request->root, "scope");
 	JsonbContainer *wanted = scope ? bo_jcontainer(scope, "includeEntities") : NULL;
@@ -207,8 +216,8 @@ text_array(JsonbContainer *array)
  * SELECTIVE: delete the rows of target outside the request's selection,
  * through the filter columns the manifest recorded for the table.
  */
-static void
-apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
+void
+bo_restore_select(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 {
 	JsonbContainer *scope = bo_jcontainer(&job->request->root, "scope");
 	JsonbContainer *filters = bo_jcontainer(entry, "filterColumns");
@@ -226,7 +235,7 @@ apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 		if (ids == NULL || column == NULL)
 			continue;
 		values[0] = text_array(ids);
-		exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
+		bo_restore_exec(psprintf("DELETE FROM %s WHERE %s IS NULL OR NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
 						  qualified, quote_identifier(column), quote_identifier(column)),
 				 1, types, values);
 	}
@@ -241,14 +250,14 @@ apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 		{
 			Datum		values[1] = {DirectFunctionCall1(date_in, CStringGetDatum(from))};
 
-			exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date < $1", qualified, column, column),
+			bo_restore_exec(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date < $1", qualified, column, column),
 					 1, &types[1], values);
 		}
 		if (to)
 		{
 			Datum		values[1] = {DirectFunctionCall1(date_in, CStringGetDatum(to))};
 
-			exec_sql(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date > $1", qualified, column, column),
+			bo_restore_exec(psprintf("DELETE FROM %s WHERE %s IS NULL OR %s::date > $1", qualified, column, column),
 					 1, &types[1], values);
 		}
 	}
@@ -262,7 +271,7 @@ apply_selection(BoRestoreJob *job, JsonbContainer *entry, const char *qualified)
 		if (list_length(keys) != 1)
 			return;
 		key = linitial(keys);
-		exec_sql(psprintf("DELETE FROM %s WHERE NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
+		bo_restore_exec(psprintf("DELETE FROM %s WHERE NOT lower(%s::text) = ANY (SELECT lower(x) FROM unnest($1) x)",
 						  qualified, quote_identifier(pnstrdup(key->val.string.val, key->val.string.len))),
 				 1, types, values);
 	}
@@ -289,7 +298,7 @@ typedef struct BoDdl
 static void
 run_ddl_cb(void *arg)
 {
-	exec_sql(((BoDdl *) arg)->sql, 0, NULL, NULL);
+	bo_restore_exec(((BoDdl *) arg)->sql, 0, NULL, NULL);
 }
 
 /* a definition the restore could not recreate, for the metrics */
@@ -391,6 +400,16 @@ recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema
 	}
 }
 
+/* does a table's count and rows digest equal its manifest entry's? */
+bool
+bo_restore_digest_equal(JsonbContainer *entry, BoRowsDigest *got)
+{
+	char	   *expected = bo_jstr(entry, "rowsDigest");
+
+	return got->count == bo_jnum(entry, "rowCount") && expected != NULL &&
+		strcmp(bo_rows_digest_hex(got), expected) == 0;
+}
+
 /* a validation result for one restored table */
 static void
 add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, BoRowsDigest *got, bool whole)
@@ -398,8 +417,7 @@ add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, Bo
 	StringInfo	s = &job->results;
 	char	   *expected = bo_jstr(entry, "rowsDigest");
 	uint64		expected_rows = bo_jnum(entry, "rowCount");
-	bool		equal = got->count == expected_rows && expected != NULL &&
-		strcmp(bo_rows_digest_hex(got), expected) == 0;
+	bool		equal = bo_restore_digest_equal(entry, got);
 
 	if (job->nresults++ > 0)
 		appendStringInfoString(s, ", ");
@@ -421,16 +439,17 @@ add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, Bo
 }
 
 /*
- * Run fn(arg) as the requesting role, in a restricted security context:
- * check constraints, index expressions, casts and whatever user code they
- * call run with the requester's rights, never the extension owner's.
+ * Run fn(arg) as role (the requester, or who rolls back), in a restricted
+ * security context: check constraints, index expressions, casts, triggers
+ * and whatever user code they call run with that role's rights, never the
+ * extension owner's.
  */
-static void
-as_requester(BoRestoreJob *job, void (*fn) (void *), void *arg)
+void
+bo_restore_as(const char *role_name, void (*fn) (void *), void *arg)
 {
 	Oid			save_userid;
 	int			save_sec;
-	Oid			role = get_role_oid(job->requested_by, false);
+	Oid			role = get_role_oid(role_name, false);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
@@ -457,7 +476,7 @@ apply_selection_cb(void *arg)
 {
 	BoSelection *s = arg;
 
-	apply_selection(s->job, s->entry, s->qualified);
+	bo_restore_select(s->job, s->entry, s->qualified);
 }
 
 typedef struct BoDefinition
@@ -523,8 +542,8 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 				(errcode(ERRCODE_DUPLICATE_SCHEMA),
 				 errmsg("schema \"%s\" already exists", schema),
 				 errhint("A restore creates its schema; drop the old one or name another destination.schema.")));
-	/* the schema and its tables belong to the requester (see as_requester) */
-	exec_sql(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
+	/* the schema and its tables belong to the requester (see bo_restore_as) */
+	bo_restore_exec(psprintf("CREATE SCHEMA %s AUTHORIZATION %s", quote_identifier(schema),
 					  quote_identifier(job->requested_by)), 0, NULL, NULL);
 
 	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
@@ -535,20 +554,20 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 		char	   *target;
 		BoRowsDigest got;
 
-		if (!table_in_scope(e, job->request))
+		if (!bo_restore_table_in_scope(e, job->request))
 			continue;
 		bo_job_check_cancel();
 		target = free_name(schema, psprintf("%s%s", prefix ? prefix : "", tname),
 						   psprintf("%s%s_%s", prefix ? prefix : "", tschema, tname));
 		bo_materialize_table(storage, chain, tschema, tname, schema, target);
-		exec_sql(psprintf("ALTER TABLE %s.%s OWNER TO %s", quote_identifier(schema), quote_identifier(target),
+		bo_restore_exec(psprintf("ALTER TABLE %s.%s OWNER TO %s", quote_identifier(schema), quote_identifier(target),
 						  quote_identifier(job->requested_by)), 0, NULL, NULL);
 		CommandCounterIncrement();
 		if (selective)
 		{
 			BoSelection sel = {job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target))};
 
-			as_requester(job, apply_selection_cb, &sel);
+			bo_restore_as(job->requested_by, apply_selection_cb, &sel);
 		}
 		CommandCounterIncrement();
 		bo_table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)),
@@ -557,7 +576,7 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 		{
 			BoDefinition d = {job, e, tschema, tname, schema, target};
 
-			as_requester(job, recreate_definition_cb, &d);
+			bo_restore_as(job->requested_by, recreate_definition_cb, &d);
 		}
 		CommandCounterIncrement();
 	}
@@ -569,7 +588,7 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 	JsonbContainer *file = bo_jcontainer(&job->request->root, "file");
 	char	   *entity = bo_jstr(file, "entity");
 	char	   *format = bo_jstr(file, "format");
-	char	   *scratch = psprintf("backup_offline_restore_%d", MyProcPid);
+	char	   *scratch;
 	JsonbContainer *entry = NULL;
 	ListCell   *lc;
 	struct stat st;
@@ -621,7 +640,7 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 	close(fd);
 	job->file_written = true;
 
-	exec_sql(psprintf("CREATE SCHEMA %s", quote_identifier(scratch)), 0, NULL, NULL);
+	scratch = bo_restore_scratch_schema(NULL);
 	bo_materialize_table(storage, chain, bo_jstr(entry, "schema"), bo_jstr(entry, "name"), scratch, "t");
 	CommandCounterIncrement();
 	qualified = psprintf("%s.t", quote_identifier(scratch));
@@ -629,10 +648,10 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 						 bo_entry_format(entry, bo_jstr(entry, "schema"), bo_jstr(entry, "name")),
 						 GetLatestSnapshot(), &got);
 	add_result(job, entry, job->file_path, &got, true);
-	exec_sql(psprintf("COPY %s TO %s WITH (FORMAT %s%s)", qualified, quote_literal_cstr(job->file_path),
+	bo_restore_exec(psprintf("COPY %s TO %s WITH (FORMAT %s%s)", qualified, quote_literal_cstr(job->file_path),
 					  strcmp(format, "binary") == 0 ? "binary" : "csv",
 					  strcmp(format, "binary") == 0 ? "" : ", HEADER"), 0, NULL, NULL);
-	exec_sql(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(scratch)), 0, NULL, NULL);
+	bo_restore_exec(psprintf("DROP SCHEMA %s CASCADE", quote_identifier(scratch)), 0, NULL, NULL);
 }
 
 static void
@@ -644,10 +663,10 @@ finish_restore(BoRestoreJob *job, TimestampTz started)
 	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
 	values[1] = CStringGetTextDatum(psprintf("[%s]", job->results.data));
 	values[2] = CStringGetTextDatum(psprintf("{\"tables\": %d, \"rows\": " UINT64_FORMAT ", \"durationMs\": " INT64_FORMAT
-											 ", \"skippedDefinitions\": [%s]}",
+											 ", \"skippedDefinitions\": [%s]%s}",
 											 job->tables, job->rows, (GetCurrentTimestamp() - started) / 1000,
-											 job->skipped.data));
-	exec_sql("UPDATE backup_offline.restore_operation "
+											 job->skipped.data, job->extra.data));
+	bo_restore_exec("UPDATE backup_offline.restore_operation "
 			 "   SET status = 'COMPLETED', completed_at = now(), validation_results = $2::jsonb, metrics = $3::jsonb "
 			 " WHERE id = $1", 3, types, values);
 }
@@ -662,10 +681,44 @@ fail_restore(const char *id, ErrorData *edata, bool cancelled)
 	values[1] = CStringGetTextDatum(cancelled ? "CANCELLED" : "FAILED");
 	values[2] = CStringGetTextDatum(edata->message);
 	values[3] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-	exec_sql("UPDATE backup_offline.restore_operation "
+	bo_restore_exec("UPDATE backup_offline.restore_operation "
 			 "   SET status = $2::backup_offline.restore_status, status_reason = $3, completed_at = now(), "
 			 "       error = jsonb_build_object('sqlstate', $4, 'message', $3) "
 			 " WHERE id = $1 AND status = 'IN_PROGRESS'", 4, types, values);
+}
+
+/* rollback_restore's job: one transaction; on an error nothing changes */
+static void
+rollback_run(BoRestoreJob *job, BoJobSlot *slot)
+{
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		bo_restore_rollback(job);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		strlcpy(slot->result_status, "COMPLETED", sizeof(slot->result_status));
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(job->cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		ereport(LOG,
+				(errmsg("backup_offline: rollback of restore %s failed: %s", job->number ? job->number : job->id,
+						edata->message)));
+		strlcpy(slot->result_status, "FAILED", sizeof(slot->result_status));
+		slot->result_sqlstate = edata->sqlerrcode;
+		strlcpy(slot->result_message, edata->message, sizeof(slot->result_message));
+	}
+	PG_END_TRY();
 }
 
 void
@@ -681,6 +734,14 @@ bo_restore_run(BoJobSlot *slot)
 	MemoryContextSwitchTo(cxt);
 	initStringInfo(&job->results);
 	initStringInfo(&job->skipped);
+	initStringInfo(&job->extra);
+	job->run_by = MemoryContextStrdup(cxt, slot->requested_by);
+
+	if (strcmp(slot->requested_type, "ROLLBACK") == 0)
+	{
+		rollback_run(job, slot);
+		return;
+	}
 
 	PG_TRY();
 	{
@@ -706,6 +767,8 @@ bo_restore_run(BoJobSlot *slot)
 		chain = bo_chain_manifests(job->snapshot_id);
 		if (strcmp(bo_jstr(&job->request->root, "restoreType"), "FILE_LEVEL") == 0)
 			restore_to_file(job, storage, chain);
+		else if (strcmp(bo_jstr(bo_jcontainer(&job->request->root, "destination"), "type"), "IN_PLACE") == 0)
+			bo_restore_in_place(job, storage, chain);
 		else
 			restore_into_schema(job, storage, chain);
 		finish_restore(job, started);
@@ -764,7 +827,7 @@ bo_restore_recover(void)
 	uint64		i;
 	int			failed = 0;
 
-	exec_sql("SELECT r.id, r.restore_number, r.request->'file'->>'path' "
+	bo_restore_exec("SELECT r.id, r.restore_number, r.request->'file'->>'path' "
 			 "  FROM backup_offline.restore_operation r WHERE r.status = 'IN_PROGRESS' "
 			 "   FOR UPDATE SKIP LOCKED", 0, NULL, NULL);
 	rows = SPI_tuptable;
@@ -783,7 +846,7 @@ bo_restore_recover(void)
 			continue;
 		if (path != NULL)
 			(void) unlink(path);
-		exec_sql("UPDATE backup_offline.restore_operation "
+		bo_restore_exec("UPDATE backup_offline.restore_operation "
 				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
 				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
 				 " WHERE id = $1", 2, types, values);
@@ -809,7 +872,7 @@ bo_restore_job_cancel_sql(PG_FUNCTION_ARGS)
 
 	/* only a restore the caller sees (row-level security) */
 	SPI_connect();
-	exec_sql("SELECT 1 FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
+	bo_restore_exec("SELECT 1 FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
 	visible = SPI_processed > 0;
 	SPI_finish();
 	if (!visible)
@@ -822,18 +885,15 @@ bo_restore_job_cancel_sql(PG_FUNCTION_ARGS)
 }
 
 /*
- * run_restore(id uuid, wait boolean DEFAULT true) RETURNS jsonb
- *
- * Run an APPROVED restore in a job worker.  With wait: when it is done,
- * the restore as SPEC.md's RestoreOperation (status, validationResults,
- * metrics), or the job's error; without: once it is IN_PROGRESS.
+ * Run restore id's job (rollback: its rollback) and return the restore as
+ * SPEC.md's RestoreOperation, or raise the job's error.
  */
-Datum
-bo_run_restore_sql(PG_FUNCTION_ARGS)
+static Datum
+restore_job_sql(FunctionCallInfo fcinfo, bool wait, bool rollback)
 {
+	const char *what = rollback ? "rollback_restore" : "run_restore";
 	Oid			types[1] = {UUIDOID};
 	Datum		values[1];
-	bool		wait = PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1);
 	char	   *number;
 	char	   *status;
 	pg_uuid_t	organization;
@@ -843,7 +903,7 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 	Datum		out;
 	bool		isnull;
 
-	bo_job_require("run_restore");
+	bo_job_require(what);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -852,27 +912,35 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("run_restore cannot run on a standby")));
+				 errmsg("%s cannot run on a standby", what)));
 	values[0] = PG_GETARG_DATUM(0);
 
 	/* the restore, as the caller sees it */
 	SPI_connect();
-	exec_sql("SELECT restore_number, status::text, organization_id FROM backup_offline.restore_operation WHERE id = $1",
+	bo_restore_exec("SELECT restore_number, status::text, organization_id FROM backup_offline.restore_operation WHERE id = $1",
 			 1, types, values);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("restore %s does not exist", DatumGetCString(DirectFunctionCall1(uuid_out, values[0]))),
 				 errhint("Check the id; restores of other organizations are not visible.")));
-	number = value_text(1);
-	status = value_text(2);
+	number = bo_restore_value(1);
+	status = bo_restore_value(2);
 	organization = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
-	if (strcmp(status, "PENDING_APPROVAL") == 0)
+	if (rollback)
+	{
+		if (strcmp(status, "COMPLETED") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("restore %s is %s", number, status),
+					 errhint("Only a COMPLETED in-place restore is rolled back.")));
+	}
+	else if (strcmp(status, "PENDING_APPROVAL") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("restore %s waits for approval", number),
 				 errhint("A member of backup_offline_approver other than the requester calls approve_restore(id).")));
-	if (strcmp(status, "APPROVED") != 0)
+	else if (strcmp(status, "APPROVED") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("restore %s is %s", number, status),
@@ -880,16 +948,16 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 	if (wait && TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("run_restore with wait cannot run in a transaction that has written to the database"),
-				 errhint("Commit first, or call run_restore(id, wait => false).")));
+				 errmsg("%s with wait cannot run in a transaction that has written to the database", what),
+				 errhint(rollback ? "Commit first." : "Commit first, or call run_restore(id, wait => false).")));
 	if (wait && IsolationUsesXactSnapshot())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("run_restore with wait needs a READ COMMITTED transaction"),
+				 errmsg("%s with wait needs a READ COMMITTED transaction", what),
 				 errhint("It reads the restore's result when the job has committed it.")));
 
 	index = bo_job_prepare(MyDatabaseId, bo_function_owner(fcinfo->flinfo->fn_oid), "00000000-0000-0000-0000-000000000000",
-						   &organization, NULL, "MANUAL", GetUserNameFromId(GetUserId(), false),
+						   &organization, rollback ? "ROLLBACK" : NULL, "MANUAL", GetUserNameFromId(GetUserId(), false),
 						   bo_user_id && bo_user_id[0] ? bo_user_id : NULL, MyProc->pgprocno);
 	slot = bo_job_slot(index);
 	slot->kind = BO_JOB_RESTORE;
@@ -899,19 +967,45 @@ bo_run_restore_sql(PG_FUNCTION_ARGS)
 	if (result.state == BO_JOB_DONE && strcmp(result.result_status, "COMPLETED") != 0)
 		ereport(ERROR,
 				(errcode(result.result_sqlstate ? result.result_sqlstate : ERRCODE_INTERNAL_ERROR),
-				 errmsg("restore %s %s: %s", number,
+				 errmsg("%s %s %s: %s", rollback ? "rollback of restore" : "restore", number,
 						strcmp(result.result_status, "CANCELLED") == 0 ? "was cancelled" : "failed",
 						result.result_message)));
 
-	exec_sql("SELECT jsonb_strip_nulls(jsonb_build_object('id', id, 'restoreNumber', restore_number, "
+	bo_restore_exec("SELECT jsonb_strip_nulls(jsonb_build_object('id', id, 'restoreNumber', restore_number, "
 			 "       'snapshotId', snapshot_id, 'restoreType', restore_type, 'status', status, "
 			 "       'scope', scope, 'destination', destination, 'requiresApproval', requires_approval, "
 			 "       'rollbackEnabled', rollback_enabled, 'approvedBy', approved_by, "
-			 "       'validationResults', validation_results, 'metrics', metrics, 'error', error)) "
+			 "       'validationResults', validation_results, 'metrics', metrics, 'error', error, "
+			 "       'rolledBackAt', rolled_back_at, 'rolledBackBy', rolled_back_by, 'rollbackResults', rollback_results)) "
 			 "  FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
 	if (SPI_processed != 1)
 		elog(ERROR, "restore %s vanished", number);
 	out = SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull), false, -1);
 	SPI_finish();
 	PG_RETURN_DATUM(out);
+}
+
+/*
+ * run_restore(id uuid, wait boolean DEFAULT true) RETURNS jsonb
+ *
+ * Run an APPROVED restore in a job worker.  With wait: when it is done,
+ * the restore as SPEC.md's RestoreOperation (status, validationResults,
+ * metrics), or the job's error; without: once it is IN_PROGRESS.
+ */
+Datum
+bo_run_restore_sql(PG_FUNCTION_ARGS)
+{
+	return restore_job_sql(fcinfo, PG_ARGISNULL(1) ? true : PG_GETARG_BOOL(1), false);
+}
+
+/*
+ * rollback_restore(id uuid) RETURNS jsonb
+ *
+ * Undo a COMPLETED in-place restore (inplace.c) in a job worker, waiting
+ * for it; the restore, ROLLED_BACK, with its rollbackResults.
+ */
+Datum
+bo_rollback_restore_sql(PG_FUNCTION_ARGS)
+{
+	return restore_job_sql(fcinfo, true, true);
 }
