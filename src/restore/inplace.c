@@ -486,11 +486,12 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 		BoInPlaceTable t = {0};
 		Oid			live;
 		Oid			source;
-		char	   *copy = psprintf("b_%d", ++n);
+		char	   *copy;
 		bool		verified = false;
 
 		if (!bo_restore_table_in_scope(e, job->request))
 			continue;
+		copy = psprintf("b_%d", ++n);
 		bo_job_check_cancel();
 		t.job = job;
 		t.strategy = strategy;
@@ -682,7 +683,9 @@ rollback_table(void *arg)
 	if (t->changed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg(UINT64_FORMAT " rows of %s changed after the restore wrote them", t->changed, t->live),
+				 errmsg_plural(UINT64_FORMAT " row of %s changed after the restore wrote it",
+							   UINT64_FORMAT " rows of %s changed after the restore wrote them",
+							   t->changed, t->changed, t->live),
 				 errdetail("A rollback would overwrite those changes."),
 				 errhint("Nothing was rolled back.  Reconcile those rows by hand, or restore again from a snapshot.")));
 
@@ -716,6 +719,37 @@ rollback_table(void *arg)
 											  t->copy, t->live, join, old_row.data, new_row.data));
 }
 
+/*
+ * Can restore number (status, destination type, rollbackEnabled, strategy)
+ * be rolled back?  An error saying why not.  rollback_restore asks before
+ * it starts the job, the job again under the restore's lock.
+ */
+void
+bo_restore_check_rollback(const char *number, const char *status, const char *destination,
+						  bool rollback_enabled, const char *strategy)
+{
+	if (strcmp(status, "COMPLETED") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s is %s", number, status),
+				 errhint("Only a COMPLETED in-place restore is rolled back.")));
+	if (destination == NULL || strcmp(destination, "IN_PLACE") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s wrote into a schema or file of its own, not in place", number),
+				 errhint("Drop what it created instead.")));
+	if (strategy != NULL && strcmp(strategy, "MANUAL") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s (MANUAL) changed nothing: there is nothing to roll back", number),
+				 errhint("Its conflicts are in backup_offline.restore_conflict.")));
+	if (!rollback_enabled)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("restore %s ran without rollbackEnabled: it kept nothing to roll back with", number),
+				 errhint("Restore an earlier snapshot instead.")));
+}
+
 void
 bo_restore_rollback(BoRestoreJob *job)
 {
@@ -724,7 +758,6 @@ bo_restore_rollback(BoRestoreJob *job)
 	SPITupleTable *rows;
 	uint64		nrows;
 	uint64		i;
-	char	   *status;
 	char	   *scratch;
 	StringInfoData results;
 	uint64		removed = 0;
@@ -738,27 +771,8 @@ bo_restore_rollback(BoRestoreJob *job)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("restore %s does not exist", job->id)));
 	job->number = MemoryContextStrdup(job->cxt, bo_restore_value(1));
-	status = bo_restore_value(2);
-	if (strcmp(status, "COMPLETED") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("restore %s is %s", job->number, status),
-				 errhint("Only a COMPLETED in-place restore is rolled back.")));
-	if (strcmp(bo_restore_value(3), "IN_PLACE") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("restore %s wrote into a schema of its own, not in place", job->number),
-				 errhint("Drop the schema it created instead.")));
-	if (strcmp(bo_restore_value(5), "MANUAL") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("restore %s (MANUAL) changed nothing: there is nothing to roll back", job->number),
-				 errhint("Its conflicts are in backup_offline.restore_conflict.")));
-	if (strcmp(bo_restore_value(4), "t") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("restore %s was run without rollbackEnabled", job->number),
-				 errhint("Restore an earlier snapshot instead.")));
+	bo_restore_check_rollback(job->number, bo_restore_value(2), bo_restore_value(3),
+							  strcmp(bo_restore_value(4), "t") == 0, bo_restore_value(5));
 
 	bo_restore_exec("SELECT table_schema, table_name, rollback_table, key_columns "
 					"  FROM backup_offline.restore_rollback WHERE restore_id = $1 "

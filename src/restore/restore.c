@@ -917,8 +917,9 @@ restore_job_sql(FunctionCallInfo fcinfo, bool wait, bool rollback)
 
 	/* the restore, as the caller sees it */
 	SPI_connect();
-	bo_restore_exec("SELECT restore_number, status::text, organization_id FROM backup_offline.restore_operation WHERE id = $1",
-			 1, types, values);
+	bo_restore_exec("SELECT restore_number, status::text, organization_id, destination->>'type', rollback_enabled, "
+					"       request->>'conflictResolutionStrategy' "
+					"  FROM backup_offline.restore_operation WHERE id = $1", 1, types, values);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -928,13 +929,8 @@ restore_job_sql(FunctionCallInfo fcinfo, bool wait, bool rollback)
 	status = bo_restore_value(2);
 	organization = *DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull));
 	if (rollback)
-	{
-		if (strcmp(status, "COMPLETED") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("restore %s is %s", number, status),
-					 errhint("Only a COMPLETED in-place restore is rolled back.")));
-	}
+		bo_restore_check_rollback(number, status, bo_restore_value(4), strcmp(bo_restore_value(5), "t") == 0,
+								  bo_restore_value(6));
 	else if (strcmp(status, "PENDING_APPROVAL") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

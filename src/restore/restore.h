@@ -54,5 +54,7 @@ extern char *bo_restore_scratch_schema(const char *owner);
 /* inplace.c */
 extern void bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain);
 extern void bo_restore_rollback(BoRestoreJob *job);
+extern void bo_restore_check_rollback(const char *number, const char *status, const char *destination,
+									  bool rollback_enabled, const char *strategy);
 
 #endif							/* BACKUP_OFFLINE_RESTORE_H */

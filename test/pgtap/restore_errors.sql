@@ -12,7 +12,7 @@
 -- create_restore's validation reads.  The statuses the job sets
 -- (IN_PROGRESS, COMPLETED, FAILED) are set here by the superuser too.
 BEGIN;
-SELECT plan(164);
+SELECT plan(187);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -463,8 +463,8 @@ SELECT is(pg_temp.error_of(pg_temp.set_status_sql(:'r2', 'APPROVED')),
 SELECT lives_ok(format($q$UPDATE backup_offline.restore_operation SET status = 'COMPLETED', completed_at = now(),
 		validation_results = '[]', metrics = '{"tables": 0}' WHERE id = %L$q$, :'r2'), 'IN_PROGRESS -> COMPLETED by the job');
 SELECT is(pg_temp.error_of(pg_temp.set_status_sql(:'r2', 'CANCELLED')),
-	format('55000: invalid status transition of restore %s from COMPLETED to CANCELLED / COMPLETED is a final status.', :'r2_number'),
-	'COMPLETED is final, and the hint says so');
+	format('55000: invalid status transition of restore %s from COMPLETED to CANCELLED / From COMPLETED the status may change to ROLLED_BACK.', :'r2_number'),
+	'COMPLETED only moves on to ROLLED_BACK, and the hint says so');
 SELECT is(backup_offline.cancel_restore(:'r2'), false, 'cancel_restore of a COMPLETED restore: false');
 SELECT throws_ok(format('SELECT backup_offline.run_restore(%L, false)', :'r2'), '55000',
 	format('restore %s is COMPLETED', :'r2_number'), 'run_restore: a COMPLETED restore does not run again');
@@ -654,6 +654,74 @@ SELECT throws_ok(format('SET LOCAL ROLE t_rs_appr_a; SELECT backup_offline.run_r
 SELECT throws_ok(format('SET LOCAL ROLE t_rs_app_a; DELETE FROM backup_offline.restore_operation WHERE id = %L', :'r_user'), '42501',
 	'permission denied for table restore_operation', 'the application cannot DELETE a restore');
 
+
+-- ---- in place ------------------------------------------------------------------
+\set in_place '{"restoreType": "FULL", "snapshotId": "5a000000-0000-4000-8000-00000000000a", "destination": {"type": "IN_PLACE"}}'
+SELECT is(backup_offline.validate_restore(:'in_place'::jsonb || '{"conflictResolutionStrategy": "MERGE"}') - 'snapshotId' - 'configurationId' - 'organizationId',
+	'{"restoreType": "FULL", "scope": {}, "destination": {"type": "IN_PLACE"}, "conflictResolutionStrategy": "MERGE",
+	  "requiresApproval": true, "rollbackEnabled": true}'::jsonb,
+	'IN_PLACE: the normalised request keeps the strategy, approval and rollback on by default');
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"requiresApproval": false}'), '22023',
+	'an in-place restore always requires approval (requiresApproval)', 'IN_PLACE without approval is refused');
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"destination": {"type": "IN_PLACE", "tablePrefix": "x_"}}'), '22023',
+	'an IN_PLACE restore writes into the tables of the snapshot: leave destination.schema and destination.tablePrefix out',
+	'IN_PLACE with a table prefix is refused');
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"destination": {"type": "SOMEWHERE"}}'), '22023',
+	'invalid destination.type: "SOMEWHERE"', 'an unknown destination type');
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"conflictResolutionStrategy": "LAST_WINS"}'), '22023',
+	'invalid conflictResolutionStrategy: "LAST_WINS"', 'an unknown strategy');
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"conflictResolutionStrategy": "NEWEST_WINS"}'), '22023',
+	'conflictResolutionStrategy NEWEST_WINS needs the time each row last changed, and table t_rs.clients has no modified_at_column in entity_registry',
+	'NEWEST_WINS needs a modified_at_column for every table of the scope');
+SELECT throws_ok($$UPDATE backup_offline.entity_registry SET modified_at_column = 'name' WHERE entity_type = 'RS_CLIENT'$$, '42804',
+	'invalid modified_at_column: column "name" of table t_rs.clients is not a timestamp or date',
+	'modified_at_column must be a timestamp or date column');
+SELECT throws_ok($$SELECT backup_offline.register_entity('RS_OTHER', 't_rs.visits', '{"modifiedAtColumn": "changed_at"}')$$, '42703',
+	'invalid modified_at_column: table t_rs.visits has no column "changed_at"', 'modified_at_column must exist');
+ALTER TABLE t_rs.clients ADD COLUMN changed_at timestamptz;
+UPDATE backup_offline.entity_registry SET modified_at_column = 'changed_at' WHERE entity_type = 'RS_CLIENT';
+SELECT throws_ok(pg_temp.vr(:'in_place'::jsonb || '{"conflictResolutionStrategy": "OLDEST_WINS"}'), '22023',
+	'conflictResolutionStrategy OLDEST_WINS needs the time each row last changed, and table t_rs.visits has no modified_at_column in entity_registry',
+	'... every table: visits still has none');
+SELECT lives_ok(pg_temp.vr(:'in_place'::jsonb || '{"conflictResolutionStrategy": "OLDEST_WINS", "scope": {"includeEntities": ["RS_CLIENT"]}}'),
+	'OLDEST_WINS over the tables that name their modified_at_column');
+ALTER TABLE t_rs.visits RENAME TO visits_gone;
+SELECT throws_ok(pg_temp.vr(:'in_place'), '42P01',
+	format('table t_rs.visits of snapshot %s does not exist: an IN_PLACE restore writes into it', :'s_a_number'),
+	'IN_PLACE into a table that no longer exists is refused');
+ALTER TABLE t_rs.visits_gone RENAME TO visits;
+SELECT throws_ok(pg_temp.vr(:'file_level'::jsonb || '{"destination": {"type": "IN_PLACE"}, "file": {"entity": "RS_VISIT", "path": "/x"}}'),
+	'22023', NULL, 'FILE_LEVEL in place is refused');
+
+-- rollback_restore: only COMPLETED in-place restores, only through the job
+SELECT throws_ok(format('SELECT backup_offline.rollback_restore(%L)', :'r2'), '55000',
+	format('restore %s wrote into a schema or file of its own, not in place', :'r2_number'),
+	'a restore into a new schema is not rolled back');
+SELECT backup_offline.create_restore(:'in_place') AS r_ip \gset
+SELECT throws_ok(format('SELECT backup_offline.rollback_restore(%L)', :'r_ip'), '55000',
+	format('restore %s is PENDING_APPROVAL', (SELECT restore_number FROM backup_offline.restore_operation WHERE id = :'r_ip')),
+	'a restore that has not run is not rolled back');
+SELECT throws_ok($$SELECT backup_offline.rollback_restore(NULL)$$, '22004', NULL, 'rollback_restore(NULL)');
+SELECT throws_ok(format('SELECT backup_offline.rollback_restore(%L)', :'unknown'), '42704', NULL, 'rollback_restore of an unknown restore');
+SELECT throws_ok(pg_temp.set_status_sql(:'r2', 'ROLLED_BACK', 't_rs_op_a'), '42501', NULL,
+	'only the job sets ROLLED_BACK');
+SELECT throws_ok(format($q$SET LOCAL ROLE t_rs_adm_a; INSERT INTO backup_offline.restore_conflict (restore_id, organization_id,
+		table_schema, table_name, record_key, conflict_type, backup_version, conflicting_fields)
+		VALUES (%L, %L, 't_rs', 'clients', '{}', 'BACKUP_ONLY', '{}', '[]')$q$, :'r_ip', :'org_a'), '42501',
+	'permission denied for table restore_conflict', 'nobody but the job writes restore_conflict, not even an administrator');
+RESET ROLE;
+-- conflicts are visible per organization
+INSERT INTO backup_offline.restore_conflict (restore_id, organization_id, table_schema, table_name, record_key, conflict_type,
+	backup_version, conflicting_fields)
+VALUES (:'r_ip', :'org_a', 't_rs', 'clients', '{"id": 1}', 'BACKUP_ONLY', '{"id": 1}', '[]');
+SET LOCAL ROLE t_rs_app_a;
+SELECT is((SELECT count(*) FROM backup_offline.restore_conflict WHERE restore_id = :'r_ip'), 1::bigint,
+	'the application of organization A sees its conflict');
+SET LOCAL ROLE t_rs_app_b;
+SELECT is((SELECT count(*) FROM backup_offline.restore_conflict WHERE restore_id = :'r_ip'), 0::bigint,
+	'another organization does not see it');
+RESET ROLE;
+
 CREATE TEMP TABLE roles (r text, n serial);
 INSERT INTO roles (r) VALUES ('backup_offline_admin'), ('backup_offline_operator'), ('backup_offline_approver'),
 	('backup_offline_auditor'), ('backup_offline_app'), ('public');
@@ -679,6 +747,21 @@ SELECT is((SELECT array_agg(r || ' ' || c ORDER BY n, c) FROM roles,
 						 'started_at', 'completed_at']) c
 			WHERE has_column_privilege(r, 'backup_offline.restore_operation', c, 'UPDATE')), NULL,
 	'no role may UPDATE the request, the approver or the results');
+
+SELECT is((SELECT array_agg(r ORDER BY n) FROM roles WHERE has_function_privilege(r, 'backup_offline.rollback_restore(uuid)', 'EXECUTE')),
+	ARRAY['backup_offline_admin', 'backup_offline_operator', 'backup_offline_approver', 'backup_offline_app'], 'who may call rollback_restore');
+SELECT is((SELECT array_agg(r || ' ' || t ORDER BY n, t) FROM roles, unnest(ARRAY['restore_conflict', 'restore_rollback']) t
+			WHERE has_table_privilege(r, 'backup_offline.' || t, 'SELECT')),
+	ARRAY['backup_offline_admin restore_conflict', 'backup_offline_admin restore_rollback',
+		  'backup_offline_operator restore_conflict', 'backup_offline_operator restore_rollback',
+		  'backup_offline_approver restore_conflict', 'backup_offline_approver restore_rollback',
+		  'backup_offline_auditor restore_conflict', 'backup_offline_auditor restore_rollback',
+		  'backup_offline_app restore_conflict', 'backup_offline_app restore_rollback'],
+	'every role of the extension, and not PUBLIC, reads restore_conflict and restore_rollback');
+SELECT is((SELECT array_agg(r || ' ' || t || ' ' || p ORDER BY n, t, p) FROM roles,
+			unnest(ARRAY['restore_conflict', 'restore_rollback']) t, unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
+			WHERE has_table_privilege(r, 'backup_offline.' || t, p)), NULL,
+	'no role writes restore_conflict or restore_rollback');
 
 SELECT * FROM finish();
 ROLLBACK;
