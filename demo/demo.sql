@@ -1,7 +1,8 @@
 -- backup_offline demo: a home-care agency's schema, its entity registry,
 -- SPEC.md's example backup configurations with their next runs, and
 -- backups: FULL, INCREMENTAL, verification, a snapshot materialised, and a
--- dropped table restored from the latest chain with an approval.
+-- dropped table restored from the latest chain with an approval, wiped
+-- fields merged back in place and the merge rolled back.
 \set ECHO queries
 SET timezone = 'America/Chicago';
 CREATE EXTENSION backup_offline;
@@ -198,6 +199,35 @@ SELECT (SELECT count(*) FROM as_of_full.evv_records) AS at_full,
 		 WHERE NOT EXISTS (SELECT 1 FROM evv_recovered.evv_records r WHERE r.id = f.id)) AS deleted_since_full;
 -- put it back where it was
 ALTER TABLE evv_recovered.evv_records SET SCHEMA care;
+
+-- A bad UPDATE empties the notes of the visits of 2026-10-09; the office
+-- has since rescheduled one of them.  An in-place MERGE restore of that day
+-- fills the fields the live rows lack from the latest chain and keeps every
+-- other live value (in place always needs an approver).
+UPDATE care.visits SET notes = NULL WHERE visit_date = DATE '2026-10-09';
+UPDATE care.visits SET tasks = tasks || '{"rescheduled": true}'
+ WHERE id = (SELECT min(id::text)::uuid FROM care.visits WHERE visit_date = DATE '2026-10-09');
+SELECT count(*) FILTER (WHERE notes IS NULL) AS visits_without_notes,
+	   count(*) FILTER (WHERE tasks @> '[{"rescheduled": true}]') AS rescheduled
+  FROM care.visits WHERE visit_date = DATE '2026-10-09';
+SELECT backup_offline.create_restore(jsonb_build_object('snapshotId', :'incr_id', 'restoreType', 'SELECTIVE',
+	'scope', '{"includeEntities": ["VISIT"], "dateRange": {"startDate": "2026-10-09", "endDate": "2026-10-09"}}'::jsonb,
+	'destination', '{"type": "IN_PLACE"}'::jsonb, 'conflictResolutionStrategy', 'MERGE',
+	'notes', 'notes of Oct 9 wiped by a bad UPDATE')) AS merge_id \gset
+SET ROLE demo_approver;
+SELECT backup_offline.approve_restore(:'merge_id', 'checked');
+RESET ROLE;
+SELECT r->>'status' AS status, t->>'backupRows' AS backup_rows, t->>'differingRows' AS differing,
+	   t->>'updatedRows' AS updated, t->>'keptExistingRows' AS kept
+  FROM backup_offline.run_restore(:'merge_id') r, jsonb_array_elements(r->'validationResults') t;
+SELECT count(*) FILTER (WHERE notes IS NULL) AS visits_without_notes,
+	   count(*) FILTER (WHERE tasks @> '[{"rescheduled": true}]') AS rescheduled
+  FROM care.visits WHERE visit_date = DATE '2026-10-09';
+-- every in-place restore can be undone while nobody has changed its rows since
+SELECT r->>'status' AS status, r->'rollbackResults'->>'restoredRows' AS rows_put_back
+  FROM backup_offline.rollback_restore(:'merge_id') r;
+SELECT count(*) FILTER (WHERE notes IS NULL) AS visits_without_notes_after_rollback
+  FROM care.visits WHERE visit_date = DATE '2026-10-09';
 
 -- an application role of another organization sees none of these rows and
 -- cannot read the audit log

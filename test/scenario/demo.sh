@@ -9,7 +9,7 @@ set -uo pipefail
 DIR=$BO_TEST_DIR/demo
 PORT=$((BO_TEST_PORT + 13))
 trap 'cluster_stop "$DIR"' EXIT
-plan 13
+plan 15
 
 cluster_start "$DIR" "$PORT"
 ok $? "cluster started"
@@ -34,8 +34,13 @@ is "$(q "$DIR" "$PORT" postgres "SELECT status || ':' || (verification->>'level'
 	"COMPLETED:restore:true" "the INCREMENTAL's last verification (restore level) is recorded as valid"
 is "$(grep -E '^ (caregivers|clients|evv_records|visits) ' "$DIR/demo.out" | grep -c '| true')" "4" \
 	"the restore-level verification finds every non-empty table equal"
-is "$(q "$DIR" "$PORT" postgres "SELECT status || ' ' || approved_by FROM backup_offline.restore_operation")" \
-	"COMPLETED demo_approver" "the dropped table's restore was approved by the second person and completed"
+is "$(q "$DIR" "$PORT" postgres "SELECT string_agg(status || ' ' || approved_by, ',' ORDER BY created_at) FROM backup_offline.restore_operation")" \
+	"COMPLETED demo_approver,ROLLED_BACK demo_approver" "the dropped table's restore and the in-place merge were approved by the second person; the merge was rolled back"
+is "$(q "$DIR" "$PORT" postgres "SELECT (v->>'differingRows') || ' ' || (v->>'updatedRows') || ' ' || (r.rollback_results->>'restoredRows')
+	FROM backup_offline.restore_operation r, jsonb_array_elements(r.validation_results) v WHERE r.status = 'ROLLED_BACK'")" \
+	"80 80 80" "the merge filled the 80 emptied visits of Oct 9, and the rollback emptied them again"
+is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FILTER (WHERE notes IS NULL) || ' ' || count(*) FILTER (WHERE tasks @> '[{\"rescheduled\": true}]') FROM care.visits WHERE visit_date = '2026-10-09'")" \
+	"80 1" "after the rollback: the notes empty as before the merge, the office's reschedule kept throughout"
 is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FROM care.evv_records")" "3920" \
 	"the EVV table is back with its rows as of the latest backup"
 [ $TAP_FAILED -eq 0 ] || cat "$DIR/demo.out" | sed 's/^/# /'
