@@ -158,23 +158,83 @@ first_key(BoInPlaceTable *t)
 	return linitial(t->keys);
 }
 
+/*
+ * The columns that match a backup row with a live one: the primary key the
+ * table had when it was backed up, else the key_columns of its entity type
+ * in the registry (checked against the backup's rows: never NULL, never
+ * twice).  A list of C strings.
+ */
+static List *
+match_keys(BoInPlaceTable *t, Oid live, JsonbContainer *entry)
+{
+	List	   *keys = NIL;
+	ListCell   *lc;
+	Oid			types[3] = {UUIDOID, OIDOID, JSONBOID};
+	Datum		values[3];
+	uint64		i;
+
+	foreach(lc, bo_jelements(bo_jcontainer(bo_jcontainer(entry, "definition"), "primaryKey")))
+	{
+		JsonbValue *k = lfirst(lc);
+
+		keys = lappend(keys, pnstrdup(k->val.string.val, k->val.string.len));
+	}
+	if (keys != NIL)
+		return keys;
+	values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(t->job->organization_id));
+	values[1] = ObjectIdGetDatum(live);
+	values[2] = JsonbPGetDatum(JsonbValueToJsonb(bo_jget(entry, "entityTypes")));
+	bo_restore_exec("SELECT k FROM (SELECT r.key_columns FROM backup_offline.entity_registry r "
+					"                WHERE r.table_name = $2 AND (r.organization_id = $1 OR r.organization_id IS NULL) "
+					"                  AND $3 ? r.entity_type "
+					"                ORDER BY r.organization_id NULLS LAST, r.entity_type LIMIT 1) x, "
+					"       unnest(x.key_columns) k", 3, types, values);
+	for (i = 0; i < SPI_processed; i++)
+		keys = lappend(keys, SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	if (keys == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table %s had no primary key when it was backed up, and the entity registry names no key columns for it",
+						t->live),
+				 errhint("Restore it into a new schema (destination.type NEW_SCHEMA) and reconcile by hand.")));
+	return keys;
+}
+
+/* registry key columns must identify the backup's rows: none NULL, none twice */
+static void
+check_keys_identify(BoInPlaceTable *t)
+{
+	StringInfoData cols;
+	StringInfoData nulls;
+	ListCell   *lc;
+
+	initStringInfo(&cols);
+	initStringInfo(&nulls);
+	foreach(lc, t->keys)
+	{
+		appendStringInfo(&cols, "%s%s", cols.len ? ", " : "", (char *) lfirst(lc));
+		appendStringInfo(&nulls, "%s%s IS NULL", nulls.len ? " OR " : "", (char *) lfirst(lc));
+	}
+	if (bo_restore_count(psprintf("SELECT (SELECT count(*) FROM %s WHERE %s) + "
+								  "       (SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY %s HAVING count(*) > 1) d)",
+								  t->source, nulls.data, t->source, cols.data)) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the key columns (%s) of table %s do not identify the backup's rows: some are NULL or repeated",
+						cols.data, t->live),
+				 errhint("Give the table a primary key, or restore it into a new schema and reconcile by hand.")));
+}
+
 /* the live table's columns, marked against the backup's copy and the keys */
 static void
-plan_columns(BoInPlaceTable *t, Oid live, Oid source, JsonbContainer *entry)
+plan_columns(BoInPlaceTable *t, Oid live, Oid source, List *keys)
 {
 	Oid			types[2] = {OIDOID, OIDOID};
 	Datum		values[2] = {ObjectIdGetDatum(live), ObjectIdGetDatum(source)};
-	List	   *pk = bo_jelements(bo_jcontainer(bo_jcontainer(entry, "definition"), "primaryKey"));
 	SPITupleTable *rows;
 	uint64		i;
 	ListCell   *lc;
 
-	if (pk == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s had no primary key when it was backed up: an in-place restore matches rows by it",
-						t->live),
-				 errhint("Restore it into a new schema (destination.type NEW_SCHEMA) and reconcile by hand.")));
 	bo_restore_exec("SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
 					"       EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = $2 AND b.attname = a.attname "
 					"                  AND b.attnum > 0 AND NOT b.attisdropped), "
@@ -193,11 +253,9 @@ plan_columns(BoInPlaceTable *t, Oid live, Oid source, JsonbContainer *entry)
 		c->in_backup = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 3), "t") == 0;
 		c->generated = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 4), "t") == 0;
 		c->identity_always = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 5), "t") == 0;
-		foreach(lc, pk)
+		foreach(lc, keys)
 		{
-			JsonbValue *k = lfirst(lc);
-
-			if (strlen(name) == k->val.string.len && memcmp(name, k->val.string.val, k->val.string.len) == 0)
+			if (strcmp(name, lfirst(lc)) == 0)
 				c->key = true;
 		}
 		if (c->key)
@@ -212,10 +270,10 @@ plan_columns(BoInPlaceTable *t, Oid live, Oid source, JsonbContainer *entry)
 		}
 		t->columns = lappend(t->columns, c);
 	}
-	if (list_length(t->keys) != list_length(pk))
+	if (list_length(t->keys) != list_length(keys))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("table %s no longer has every column of its backed-up primary key", t->live),
+				 errmsg("table %s no longer has every column of its key", t->live),
 				 errhint("Restore it into a new schema (destination.type NEW_SCHEMA) and reconcile by hand.")));
 }
 
@@ -320,10 +378,10 @@ collect_conflicts(BoInPlaceTable *t)
 	bo_restore_exec(psprintf("CREATE TABLE %s AS "
 							 "SELECT jsonb_build_object(%s) AS record_key, "
 							 "       CASE WHEN t.%s IS NULL THEN 'BACKUP_ONLY' ELSE 'ROW_DIFFERS' END AS conflict_type, "
-							 "       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(s)) e "
+							 "       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(s.*)) e "
 							 "         WHERE e.key = ANY (ARRAY[%s])) AS backup_version, "
 							 "       CASE WHEN t.%s IS NOT NULL THEN "
-							 "            (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(t)) e "
+							 "            (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(t.*)) e "
 							 "              WHERE e.key = ANY (ARRAY[%s])) END AS existing_version "
 							 "  FROM %s s LEFT JOIN %s t ON %s "
 							 " WHERE t.%s IS NULL OR %s IS DISTINCT FROM %s",
@@ -409,7 +467,7 @@ apply_table(void *arg)
 
 	/* each changed row as the restore left it, to tell a later change */
 	if (t->rollback)
-		bo_restore_exec(psprintf("UPDATE %s r SET __bo_after = md5(t::text) FROM %s t WHERE %s",
+		bo_restore_exec(psprintf("UPDATE %s r SET __bo_after = md5((t.*)::text) FROM %s t WHERE %s",
 								 t->rollback_table, t->live, key_join(t, "t", "r", false)), 0, NULL, NULL);
 
 	/* validation: the backup's rows the table now holds exactly */
@@ -532,7 +590,13 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 
 		/* the live table: readers go on, writers wait until the restore commits */
 		bo_restore_exec(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", t.live), 0, NULL, NULL);
-		plan_columns(&t, live, source, e);
+		{
+			bool		has_pk = bo_jelements(bo_jcontainer(bo_jcontainer(e, "definition"), "primaryKey")) != NIL;
+
+			plan_columns(&t, live, source, match_keys(&t, live, e));
+			if (!has_pk)
+				check_keys_identify(&t);
+		}
 		if (strcmp(strategy, "NEWEST_WINS") == 0 || strcmp(strategy, "OLDEST_WINS") == 0)
 		{
 			Oid			types[3] = {UUIDOID, OIDOID, JSONBOID};
@@ -678,7 +742,7 @@ rollback_table(void *arg)
 	ListCell   *lc;
 
 	t->changed = bo_restore_count(psprintf("SELECT count(*) FROM %s r LEFT JOIN %s t ON %s "
-										   " WHERE md5(t::text) IS DISTINCT FROM r.__bo_after",
+										   " WHERE md5((t.*)::text) IS DISTINCT FROM r.__bo_after",
 										   t->copy, t->live, join));
 	if (t->changed > 0)
 		ereport(ERROR,

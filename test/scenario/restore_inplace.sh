@@ -40,8 +40,9 @@ set -uo pipefail
 DIR=$BO_TEST_DIR/restore_inplace
 PORT=$((BO_TEST_PORT + 30))
 ORG=6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'cluster_stop "$DIR"' EXIT
-plan 53
+plan 58
 
 # like GOT PATTERN DESCRIPTION: GOT matches the shell PATTERN
 like() {
@@ -402,6 +403,65 @@ as ip_approver "SELECT backup_offline.approve_restore('$RID')" >/dev/null
 as ip_clerk "SELECT backup_offline.run_restore('$RID')" >/dev/null
 like "$(as ip_clerk "SELECT backup_offline.rollback_restore('$RID')")" "ERROR:  55000: restore RST-* wrote into a schema or file of its own*" \
 	"rolling back a new-schema restore is refused (55000)"
+
+# ---- every built-in type family, in place --------------------------------------
+# typefam's tables backed up; then half the rows deleted and a column of the
+# rest emptied; a BACKUP_WINS restore in place brings each table back to its
+# backed-up rows (typefam.row_digest, independent of the extension)
+cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 -f "$ROOT/test/fixtures/type_families.sql" >/dev/null &&
+	cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
+SET backup_offline.organization_id = '$ORG';
+SELECT count(backup_offline.register_entity(upper('TF_' || c.relname), c.oid::regclass,
+		CASE WHEN c.relname = 't_nopk' THEN '{"keyColumns": ["a", "b", "c"]}' ELSE '{}' END::jsonb))
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'typefam' AND c.relkind = 'r';
+CREATE TABLE chk.tf_before AS
+SELECT c.relname, typefam.row_digest(c.oid::regclass) AS digest
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'typefam' AND c.relkind = 'r';
+SQL
+ok $? "typefam loaded and registered"
+TFCFG=$(cluster_psql "$DIR" "$PORT" -d postgres -At -c "SET backup_offline.organization_id = '$ORG'" -c "SELECT backup_offline.create_backup_configuration(jsonb_build_object(
+	'name', 'type families', 'scope', jsonb_build_object('includeEntities',
+		(SELECT jsonb_agg(entity_type) FROM backup_offline.entity_registry WHERE entity_type LIKE 'TF\_%')),
+	'schedule', '{\"frequency\": \"DAILY\", \"startTime\": \"02:00\", \"timezone\": \"UTC\"}'::jsonb,
+	'retention', '{\"retentionDays\": 30}'::jsonb,
+	'storageDestination', jsonb_build_object('type', 'LOCAL_FILESYSTEM', 'path', '$DIR/backups/tf')))")
+SNAP=$(Q "SELECT backup_offline.run_backup('$TFCFG')" 2>/dev/null)
+cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+DO $$
+DECLARE
+	t record;
+	col name;
+BEGIN
+	FOR t IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			  WHERE n.nspname = 'typefam' AND c.relkind = 'r' AND c.relname <> 't_nopk' LOOP
+		EXECUTE format('DELETE FROM %s WHERE id %% 2 = 0', t.rel);
+		SELECT a.attname INTO col FROM pg_attribute a
+		 WHERE a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull
+		   AND a.attgenerated = '' AND a.attidentity = '' AND a.attname <> 'id'
+		 ORDER BY a.attnum LIMIT 1;
+		IF col IS NOT NULL THEN
+			EXECUTE format('UPDATE %s SET %I = NULL', t.rel, col);
+		END IF;
+	END LOOP;
+END
+$$;
+DELETE FROM typefam.t_nopk WHERE a = 1;
+CREATE TABLE chk.tf_changed AS
+SELECT c.relname, typefam.row_digest(c.oid::regclass) AS digest
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'typefam' AND c.relkind = 'r';
+SQL
+diag "tables changed: $(Q "SELECT count(*) FROM chk.tf_before b JOIN chk.tf_changed c USING (relname) WHERE b.digest <> c.digest")"
+TFSCOPE=$(Q "SELECT jsonb_agg(entity_type ORDER BY entity_type) FROM backup_offline.entity_registry WHERE entity_type LIKE 'TF\_%' AND entity_type <> 'TF_T_NOPK'")
+restore postgres ", \"scope\": {\"includeEntities\": $TFSCOPE}"
+is "$ERR$(R "r.status")" "COMPLETED" "BACKUP_WINS in place over every type family table (with a primary key): COMPLETED"
+is "$(Q "SELECT count(*) || ' ' || count(*) FILTER (WHERE typefam.row_digest(format('typefam.%I', b.relname)::regclass) <> b.digest)
+	FROM chk.tf_before b WHERE b.relname <> 't_nopk'")" "$(($(Q "SELECT count(*) FROM chk.tf_before") - 1)) 0" \
+	"... every table's rows equal the backed-up ones again (typefam.row_digest)"
+restore postgres ", \"scope\": {\"includeEntities\": [\"TF_T_NOPK\"]}"
+like "$ERR" "ERROR:  55000: restore RST-* failed: the key columns (a, b, c) of table typefam.t_nopk do not identify the backup's rows*" \
+	"a table without a primary key whose registry key columns repeat is refused (55000)"
+is "$(Q "SELECT typefam.row_digest('typefam.t_nopk') = (SELECT digest FROM chk.tf_changed WHERE relname = 't_nopk')")" "t" \
+	"... and left as it was"
 
 # the audit trail saw the in-place restores move
 is "$(Q "SELECT count(*) > 0 FROM backup_offline.audit_log WHERE object_type = 'restore_operation'
