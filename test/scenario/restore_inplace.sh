@@ -44,18 +44,6 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'cluster_stop "$DIR"' EXIT
 plan 58
 
-# like GOT PATTERN DESCRIPTION: GOT matches the shell PATTERN
-like() {
-	# shellcheck disable=SC2053
-	if [[ "$1" == $2 ]]; then
-		ok 0 "$3"
-	else
-		ok 1 "$3"
-		echo "#   got:     '$1'"
-		echo "#   pattern: '$2'"
-	fi
-}
-
 # as ROLE SQL...: run statements as a role of the organization; the first
 # ERROR line (with SQLSTATE) on stderr is printed, values on stdout
 as() {

@@ -58,18 +58,6 @@ sqlerr() {
 		"${args[@]}" 2>&1 >/dev/null | grep -m1 '^ERROR:'
 }
 
-# like GOT PATTERN DESCRIPTION: GOT matches the shell PATTERN
-like() {
-	# shellcheck disable=SC2053
-	if [[ "$1" == $2 ]]; then
-		ok 0 "$3"
-	else
-		ok 1 "$3"
-		echo "#   got:     '$1'"
-		echo "#   pattern: '$2'"
-	fi
-}
-
 # is_q GOT-SQL WANT-SQL DESCRIPTION: the two queries' values are equal;
 # fails when either query fails or gives nothing
 is_q() {

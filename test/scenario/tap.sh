@@ -34,6 +34,18 @@ is() {
 	fi
 }
 
+# like GOT PATTERN DESCRIPTION: GOT matches the shell PATTERN
+like() {
+	# shellcheck disable=SC2053
+	if [[ "$1" == $2 ]]; then
+		ok 0 "$3"
+	else
+		ok 1 "$3"
+		echo "#   got:     '$1'"
+		echo "#   pattern: '$2'"
+	fi
+}
+
 diag() { echo "# $*"; }
 
 # q DIR PORT DB SQL: one value, unaligned, no header
