@@ -30,7 +30,9 @@ OBJS = \
 	src/backup/verify.o \
 	src/backup/rowindex.o \
 	src/restore/restore.o \
-	src/restore/inplace.o
+	src/restore/inplace.o \
+	src/restore/repository.o \
+	src/sync/merge.o
 
 # PGXS tracks no header dependencies: every object depends on every header
 $(OBJS): $(wildcard src/*.h src/*/*.h)

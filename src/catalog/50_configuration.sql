@@ -159,7 +159,8 @@ BEGIN
 		content_changed := true;
 		NEW.created_at := now();
 		NEW.created_by := @extschema@.current_actor();
-		NEW.created_by_role := current_user;
+		-- import_repository writes as the extension owner for the role that called it
+		NEW.created_by_role := coalesce(@extschema@.repository_importer(), current_user);
 		NEW.version := 1;
 		NEW.status_changed_at := now();
 		NEW.consecutive_failures := 0;
@@ -176,7 +177,7 @@ BEGIN
 	END IF;
 	NEW.updated_at := now();
 	NEW.updated_by := @extschema@.current_actor();
-	NEW.updated_by_role := current_user;
+	NEW.updated_by_role := coalesce(@extschema@.repository_importer(), current_user);
 
 	IF content_changed AND NEW.deleted_at IS NULL THEN
 		NEW := @extschema@.configuration_apply(

@@ -104,7 +104,11 @@ AS $$
 DECLARE
 BEGIN
 	IF TG_OP = 'INSERT' THEN
-		IF NEW.status <> 'PENDING' THEN
+		-- import_repository alone (its flag, 77_repository.sql) records
+		-- snapshots that are COMPLETED already: those it verified in storage
+		IF NEW.status <> 'PENDING'
+		   AND NOT (NEW.status = 'COMPLETED' AND NEW.manifest IS NOT NULL AND NEW.checksum IS NOT NULL
+					AND @extschema@.repository_importer() IS NOT NULL) THEN
 			RAISE EXCEPTION 'invalid status: a new snapshot cannot be %', NEW.status
 				USING ERRCODE = '23514', HINT = 'Snapshots start PENDING.';
 		END IF;

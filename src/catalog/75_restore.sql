@@ -566,14 +566,16 @@ LANGUAGE C VOLATILE;
 -- What an in-place restore with rollbackEnabled kept to undo itself: per
 -- table, a table in schema backup_offline_rollback holding the old image
 -- of every row it updated (action 'U') and every row it inserted ('I'),
--- with a digest of the row as the restore left it.  Written by the job;
--- rollback_restore reads it and drops it.
+-- with a digest of the row as the restore left it; ordinal: the order the
+-- restore wrote the tables in (parents before children), which a rollback
+-- reverses.  Written by the job; rollback_restore reads it and drops it.
 CREATE TABLE @extschema@.restore_rollback (
 	restore_id uuid NOT NULL REFERENCES @extschema@.restore_operation (id),
 	organization_id uuid NOT NULL,
 	table_schema name NOT NULL,
 	table_name name NOT NULL,
 	rollback_table name NOT NULL,
+	ordinal integer NOT NULL,
 	key_columns name[] NOT NULL,
 	updated_rows bigint NOT NULL,
 	inserted_rows bigint NOT NULL,

@@ -519,6 +519,81 @@ number_ident(const char *number)
 	return s;
 }
 
+/*
+ * The manifest entries of the scope, referenced tables before the tables
+ * whose foreign keys point at them (among the scope's tables; cycles and
+ * self-references keep the manifest's order): rows missing from a child
+ * table can then point at rows the restore puts back into its parent.
+ */
+static List *
+tables_in_order(BoRestoreJob *job)
+{
+	List	   *entries = NIL;
+	List	   *oids = NIL;
+	List	   *ordered = NIL;
+	bool	   *placed;
+	int			n;
+	int			done = 0;
+	ListCell   *lc;
+
+	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
+	{
+		JsonbContainer *e = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		Oid			nsp = get_namespace_oid(bo_jstr(e, "schema"), true);
+
+		if (!bo_restore_table_in_scope(e, job->request))
+			continue;
+		entries = lappend(entries, e);
+		oids = lappend_oid(oids, OidIsValid(nsp) ? get_relname_relid(bo_jstr(e, "name"), nsp) : InvalidOid);
+	}
+	n = list_length(entries);
+	placed = palloc0(sizeof(bool) * Max(n, 1));
+	while (done < n)
+	{
+		bool		progress = false;
+		int			i;
+
+		for (i = 0; i < n; i++)
+		{
+			Oid			types[2] = {OIDOID, OIDARRAYOID};
+			Datum		values[2];
+			Datum	   *waiting = palloc(sizeof(Datum) * Max(n, 1));
+			int			nwaiting = 0;
+			int			j;
+
+			if (placed[i])
+				continue;
+			/* the scope's tables not placed yet that this one references */
+			for (j = 0; j < n; j++)
+				if (!placed[j] && j != i && OidIsValid(list_nth_oid(oids, j)))
+					waiting[nwaiting++] = ObjectIdGetDatum(list_nth_oid(oids, j));
+			if (OidIsValid(list_nth_oid(oids, i)) && nwaiting > 0)
+			{
+				values[0] = ObjectIdGetDatum(list_nth_oid(oids, i));
+				values[1] = PointerGetDatum(construct_array(waiting, nwaiting, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+				bo_restore_exec("SELECT 1 FROM pg_constraint WHERE conrelid = $1 AND contype = 'f' AND confrelid = ANY ($2)",
+								2, types, values);
+				if (SPI_processed > 0)
+					continue;
+			}
+			placed[i] = true;
+			ordered = lappend(ordered, list_nth(entries, i));
+			done++;
+			progress = true;
+		}
+		/* a cycle: the rest in the manifest's order */
+		if (!progress)
+			for (i = 0; i < n; i++)
+				if (!placed[i])
+				{
+					placed[i] = true;
+					ordered = lappend(ordered, list_nth(entries, i));
+					done++;
+				}
+	}
+	return ordered;
+}
+
 void
 bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 {
@@ -536,9 +611,9 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 
 	if (rollback)
 		bo_restore_exec("CREATE SCHEMA IF NOT EXISTS " ROLLBACK_SCHEMA, 0, NULL, NULL);
-	foreach(lc, bo_jelements(bo_jcontainer(&job->manifest->root, "tables")))
+	foreach(lc, tables_in_order(job))
 	{
-		JsonbContainer *e = ((JsonbValue *) lfirst(lc))->val.binary.data;
+		JsonbContainer *e = lfirst(lc);
 		char	   *tschema = bo_jstr(e, "schema");
 		char	   *tname = bo_jstr(e, "name");
 		BoInPlaceTable t = {0};
@@ -547,8 +622,6 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 		char	   *copy;
 		bool		verified = false;
 
-		if (!bo_restore_table_in_scope(e, job->request))
-			continue;
 		copy = psprintf("b_%d", ++n);
 		bo_job_check_cancel();
 		t.job = job;
@@ -658,8 +731,8 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 		if (rollback)
 		{
 			char	   *name = psprintf("%s_%d", number_ident(job->number), n);
-			Oid			types[8] = {UUIDOID, UUIDOID, NAMEOID, NAMEOID, NAMEOID, TEXTARRAYOID, INT8OID, INT8OID};
-			Datum		values[8];
+			Oid			types[9] = {UUIDOID, UUIDOID, NAMEOID, NAMEOID, NAMEOID, TEXTARRAYOID, INT8OID, INT8OID, INT4OID};
+			Datum		values[9];
 			Datum	   *keys = palloc(sizeof(Datum) * list_length(t.raw_keys));
 			int			k = 0;
 			ListCell   *lc2;
@@ -680,10 +753,11 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 			values[5] = PointerGetDatum(construct_array(keys, k, TEXTOID, -1, false, TYPALIGN_INT));
 			values[6] = Int64GetDatum(t.updated);
 			values[7] = Int64GetDatum(t.inserted);
+			values[8] = Int32GetDatum(n);
 			bo_restore_exec("INSERT INTO backup_offline.restore_rollback "
 							"  (restore_id, organization_id, table_schema, table_name, rollback_table, key_columns, "
-							"   updated_rows, inserted_rows) "
-							"VALUES ($1, $2, $3, $4, $5, $6::name[], $7, $8)", 8, types, values);
+							"   updated_rows, inserted_rows, ordinal) "
+							"VALUES ($1, $2, $3, $4, $5, $6::name[], $7, $8, $9)", 9, types, values);
 		}
 		add_table_result(&t, e, verified);
 		updated += t.updated;
@@ -840,7 +914,7 @@ bo_restore_rollback(BoRestoreJob *job)
 
 	bo_restore_exec("SELECT table_schema, table_name, rollback_table, key_columns "
 					"  FROM backup_offline.restore_rollback WHERE restore_id = $1 "
-					" ORDER BY table_schema, table_name", 1, types, values);
+					" ORDER BY ordinal DESC", 1, types, values);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 	scratch = bo_restore_scratch_schema(job->run_by);

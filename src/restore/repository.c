@@ -54,7 +54,7 @@
  *	   the catalog holds are skipped, so a second import changes nothing.
  *	3. The snapshot number sequence moved past the imported numbers (done
  *	   first, in fact), last_backup_at, and one audit entry naming the
- *	   caller.
+ *	   caller (when the import changed something).
  *
  * The import flag: snapshot rows are otherwise inserted PENDING only, by
  * the job worker (backup_snapshot_guard).  repository_importer() returns
@@ -224,6 +224,7 @@ is_uuid_text(const char *s, size_t len)
 	return true;
 }
 
+/* a uuid Datum from its text */
 static Datum
 uuid_datum(const char *s)
 {
@@ -334,6 +335,7 @@ string_elements(JsonbContainer *array)
  * ---------------------------------------------------------------------
  */
 
+/* listed objects by name, for qsort and bsearch */
 static int
 entry_name_cmp(const void *a, const void *b)
 {
@@ -445,6 +447,7 @@ read_manifest(void *arg)
 	JsonbContainer *totals;
 	ListCell   *lc;
 	StringInfoData missing;
+	BoDigestAlgorithm alg;
 
 	pfree(text);
 	v = bo_jstr(root, "format");
@@ -512,15 +515,15 @@ read_manifest(void *arg)
 	if (s->missing > 0)
 		s->missing_names = missing.data;
 
+	/* the configuration's checksumAlgorithm, which the catalog's checksum uses */
+	v = bo_jstr(root, "digestAlgorithm");
+	if (v == NULL || (strcmp(v, "SHA256") != 0 && strcmp(v, "SHA512") != 0 && strcmp(v, "BLAKE3") != 0) ||
+		!bo_digest_parse(v, &alg))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("manifest \"%s\" has no valid digestAlgorithm", s->name)));
 	if (r->scan->import)
 	{
-		BoDigestAlgorithm alg;
-		char	   *algorithm = bo_jstr(root, "digestAlgorithm");
-
-		if (algorithm == NULL || !bo_digest_parse(algorithm, &alg))
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("manifest \"%s\" has no valid digestAlgorithm", s->name)));
 		s->checksum = stored_digest(r->scan->storage, s->name, alg);
 		s->manifest = m;
 	}
@@ -612,6 +615,7 @@ read_visibility(RepoVisibility *vis)
 		vis->organizations = "";
 }
 
+/* does the caller work on organization? */
 static bool
 organization_visible(RepoVisibility *vis, const char *organization)
 {
@@ -834,6 +838,7 @@ typedef struct RepoImport
 	int			imported;
 	int			skipped;
 	int			not_imported;
+	int			configurations_imported;
 	/* the report: JSON array members */
 	StringInfoData configurations;
 	StringInfoData entity_types;
@@ -845,6 +850,7 @@ typedef struct RepoImport
 	StringInfoData notes;
 } RepoImport;
 
+/* the configuration of the repository with that id, or NULL */
 static RepoConfig *
 find_config(RepoImport *im, const char *id)
 {
@@ -931,6 +937,8 @@ plan_import(RepoImport *im, List *snapshots)
  * Phase 1: tables, as the caller
  * ---------------------------------------------------------------------
  */
+
+static void wrong_statement(const char *what, const char *sql) pg_attribute_noreturn();
 
 /* the error for a statement that is not the one meant */
 static void
@@ -1171,6 +1179,10 @@ complete_table(RepoImport *im, RepoTable *t, bool fkeys)
 		foreach(lc, bo_jelements(bo_jcontainer(t->definition, "columns")))
 		{
 			d.item = ((JsonbValue *) lfirst(lc))->val.binary.data;
+			if (bo_jstr(d.item, "identity") != NULL && bo_jstr(d.item, "name") != NULL)
+				add_item(&im->notes, psprintf("%s.%s", t->qualified, quote_identifier(bo_jstr(d.item, "name"))), "note",
+						 "identity column: its sequence starts at 1: move it past the restored rows "
+						 "(ALTER TABLE ... ALTER COLUMN ... RESTART WITH) before new rows use it");
 			if (bo_jstr(d.item, "default") != NULL && bo_jstr(d.item, "name") != NULL && bo_jstr(d.item, "type") != NULL)
 				ddl_step(im, column_default_cb, &d, t->qualified,
 						 psprintf("the default of column %s", quote_identifier(bo_jstr(d.item, "name"))));
@@ -1646,6 +1658,7 @@ import_catalog(RepoImport *im)
 			bo_json_add_text(&im->configurations, "result", w.result);
 			bo_json_add_u64(&im->configurations, "snapshotsImported", w.imported);
 			im->imported += w.imported;
+			im->configurations_imported += strcmp(w.result, "imported") == 0;
 			im->skipped += w.skipped;
 			im->not_imported += w.not_imported;
 			merge(&im->entity_types, &w.entity_types);
@@ -1714,9 +1727,9 @@ nothing_to_import(RepoImport *im, List *snapshots)
 	ereport(ERROR,
 			(errcode(same ? sqlerrcode : ERRCODE_DATA_CORRUPTED),
 			 errmsg("no snapshot manifest in storage could be read: %s", first->error->message),
-			 errdetail("%d manifest%s, none verified; the first: \"%s\"%s.", im->manifests, im->manifests == 1 ? "" : "s",
-					   first->name, first->error->detail ? psprintf(": %s", first->error->detail) : ""),
-			 errhint("%s", same && sqlerrcode == ERRCODE_UNDEFINED_OBJECT && first->key_ids != NIL
+			 errdetail("%d manifest%s, none verified; the first: \"%s\"%s", im->manifests, im->manifests == 1 ? "" : "s",
+					   first->name, first->error->detail ? psprintf(": %s", first->error->detail) : "."),
+			 errhint("%s", same && sqlerrcode == ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE && first->key_ids != NIL
 					 ? psprintf("Copy the key file of the cluster that wrote the backups (key id \"%s\") into backup_offline.key_directory.",
 								(char *) linitial(first->key_ids))
 					 : "repository_snapshots(storage) lists every manifest with its problem.")));
@@ -1775,7 +1788,8 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	if (importing)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("import_repository is already running in this session")));
+				 errmsg("import_repository is already running in this session"),
+				 errhint("Wait for it to finish; an import does not start another one.")));
 	memset(&im, 0, sizeof(im));
 	im.cxt = AllocSetContextCreate(caller_cxt, "import_repository", ALLOCSET_DEFAULT_SIZES);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
@@ -1798,6 +1812,8 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	nestlevel = NewGUCNestLevel();
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 
+	/* one import at a time: a second one waits, then finds the first's rows */
+	spi_run("SELECT pg_advisory_xact_lock(hashtext('backup_offline.import_repository'))", 0, NULL);
 	read_visibility(&vis);
 	snapshots = scan_repository(im.storage, true);
 	if (snapshots != NIL)
@@ -1840,15 +1856,16 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 
-	/* one audit entry for the whole import, naming the caller */
+	/* one audit entry for an import that changed something, naming the caller */
 	report = import_report(&im);
 	args[0] = bo_storage_config_text(im.storage, "path");
 	args[1] = report;
 	args[2] = im.caller;
-	spi_run("SELECT backup_offline.write_audit('import_repository', 'repository', $1, NULL, "
-			"       ($2::jsonb - 'snapshots' - 'notes' - 'tablesExisting' - 'problems') "
-			"       || jsonb_build_object('problems', jsonb_array_length($2::jsonb->'problems')), $3::name)",
-			3, args);
+	if (im.imported > 0 || im.configurations_imported > 0 || im.tables_created.len > 0 || im.entity_types.len > 0)
+		spi_run("SELECT backup_offline.write_audit('import_repository', 'repository', $1, NULL, "
+				"       ($2::jsonb - 'snapshots' - 'notes' - 'tablesExisting' - 'problems') "
+				"       || jsonb_build_object('problems', jsonb_array_length($2::jsonb->'problems')), $3::name)",
+				3, args);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	AtEOXact_GUC(false, nestlevel);
 
