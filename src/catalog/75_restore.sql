@@ -624,9 +624,12 @@ FROM PUBLIC;
 GRANT USAGE ON SEQUENCE @extschema@.restore_number_seq
 TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT SELECT ON @extschema@.restore_operation, @extschema@.restore_status_transition,
-	@extschema@.restore_rollback, @extschema@.restore_conflict
+	@extschema@.restore_rollback
 TO backup_offline_admin, backup_offline_operator, backup_offline_approver,
    backup_offline_auditor, backup_offline_app;
+-- whole rows of the backup and the table (PHI): not for approvers and auditors
+GRANT SELECT ON @extschema@.restore_conflict
+TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 -- requesting: the guard validates and fills every column from the request
 GRANT INSERT (organization_id, snapshot_id, restore_type, scope, destination, request, status,
 			  requires_approval, rollback_enabled)

@@ -106,9 +106,13 @@ typedef struct BoInPlaceTable
 	uint64		matching;		/* after: backup rows the table holds exactly */
 } BoInPlaceTable;
 
-/* "a.k1 = b.k1::type AND ..." (cast: the live type of each key) */
+/*
+ * "a.k1 = b.k1 AND ...".  Never an explicit cast to the live column's type
+ * anywhere: an explicit cast truncates (varchar(3)) where the assignment
+ * that INSERT and UPDATE do raises an error.
+ */
 static char *
-key_join(BoInPlaceTable *t, const char *live, const char *other, bool cast)
+key_join(BoInPlaceTable *t, const char *live, const char *other)
 {
 	StringInfoData s;
 	ListCell   *lc;
@@ -121,16 +125,15 @@ key_join(BoInPlaceTable *t, const char *live, const char *other, bool cast)
 
 		if (!c->key)
 			continue;
-		appendStringInfo(&s, "%s%s.%s = %s.%s%s%s", first ? "" : " AND ", live, c->name, other, c->name,
-						 cast ? "::" : "", cast ? c->type : "");
+		appendStringInfo(&s, "%s%s.%s = %s.%s", first ? "" : " AND ", live, c->name, other, c->name);
 		first = false;
 	}
 	return s.data;
 }
 
-/* "ROW(x.c1[::type], ...)::text" over the shared columns */
+/* "ROW(x.c1, ...)::text" over the shared columns: rows compare by their text */
 static char *
-row_text(BoInPlaceTable *t, const char *alias, bool cast)
+row_text(BoInPlaceTable *t, const char *alias)
 {
 	StringInfoData s;
 	ListCell   *lc;
@@ -144,7 +147,7 @@ row_text(BoInPlaceTable *t, const char *alias, bool cast)
 
 		if (!c->in_backup || c->generated)
 			continue;
-		appendStringInfo(&s, "%s%s.%s%s%s", first ? "" : ", ", alias, c->name, cast ? "::" : "", cast ? c->type : "");
+		appendStringInfo(&s, "%s%s.%s", first ? "" : ", ", alias, c->name);
 		first = false;
 	}
 	appendStringInfoString(&s, ")::text");
@@ -200,9 +203,12 @@ match_keys(BoInPlaceTable *t, Oid live, JsonbContainer *entry)
 	return keys;
 }
 
-/* registry key columns must identify the backup's rows: none NULL, none twice */
+/*
+ * Registry key columns must identify the rows of rel (the backup's copy, the
+ * live table): none NULL, none twice; else updates would hit several rows.
+ */
 static void
-check_keys_identify(BoInPlaceTable *t)
+check_keys_identify(BoInPlaceTable *t, const char *rel, const char *what)
 {
 	StringInfoData cols;
 	StringInfoData nulls;
@@ -217,11 +223,11 @@ check_keys_identify(BoInPlaceTable *t)
 	}
 	if (bo_restore_count(psprintf("SELECT (SELECT count(*) FROM %s WHERE %s) + "
 								  "       (SELECT count(*) FROM (SELECT 1 FROM %s GROUP BY %s HAVING count(*) > 1) d)",
-								  t->source, nulls.data, t->source, cols.data)) > 0)
+								  rel, nulls.data, rel, cols.data)) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the key columns (%s) of table %s do not identify the backup's rows: some are NULL or repeated",
-						cols.data, t->live),
+				 errmsg("the key columns (%s) of table %s do not identify %s: some are NULL or repeated",
+						cols.data, t->live, what),
 				 errhint("Give the table a primary key, or restore it into a new schema and reconcile by hand.")));
 }
 
@@ -281,15 +287,15 @@ plan_columns(BoInPlaceTable *t, Oid live, Oid source, List *keys)
 static void
 classify(BoInPlaceTable *t)
 {
-	char	   *join = key_join(t, "t", "s", true);
+	char	   *join = key_join(t, "t", "s");
 
 	bo_restore_exec(psprintf("SELECT count(*), "
 							 "       count(*) FILTER (WHERE t.%s IS NOT NULL AND %s IS NOT DISTINCT FROM %s), "
 							 "       count(*) FILTER (WHERE t.%s IS NOT NULL AND %s IS DISTINCT FROM %s), "
 							 "       count(*) FILTER (WHERE t.%s IS NULL) "
 							 "  FROM %s s LEFT JOIN %s t ON %s",
-							 first_key(t), row_text(t, "s", true), row_text(t, "t", false),
-							 first_key(t), row_text(t, "s", true), row_text(t, "t", false),
+							 first_key(t), row_text(t, "s"), row_text(t, "t"),
+							 first_key(t), row_text(t, "s"), row_text(t, "t"),
 							 first_key(t), t->source, t->live, join), 0, NULL, NULL);
 	t->backup_rows = strtou64(bo_restore_value(1), NULL, 10);
 	t->unchanged = strtou64(bo_restore_value(2), NULL, 10);
@@ -305,14 +311,16 @@ classify(BoInPlaceTable *t)
 static char *
 update_condition(BoInPlaceTable *t)
 {
-	char	   *differ = psprintf("%s IS DISTINCT FROM %s", row_text(t, "s", true), row_text(t, "t", false));
+	char	   *differ = psprintf("%s IS DISTINCT FROM %s", row_text(t, "s"), row_text(t, "t"));
 
 	if (strcmp(t->strategy, "BACKUP_WINS") == 0)
 		return differ;
 	if (strcmp(t->strategy, "NEWEST_WINS") == 0)
-		return psprintf("%s AND s.%s::%s > t.%s", differ, t->modified, t->modified_type, t->modified);
+		return psprintf("%s AND (s.%s > t.%s OR (t.%s IS NULL AND s.%s IS NOT NULL))", differ,
+						t->modified, t->modified, t->modified, t->modified);
 	if (strcmp(t->strategy, "OLDEST_WINS") == 0)
-		return psprintf("%s AND s.%s::%s < t.%s", differ, t->modified, t->modified_type, t->modified);
+		return psprintf("%s AND (s.%s < t.%s OR (t.%s IS NULL AND s.%s IS NOT NULL))", differ,
+						t->modified, t->modified, t->modified, t->modified);
 	if (strcmp(t->strategy, "MERGE") == 0)
 	{
 		StringInfoData s;
@@ -347,14 +355,17 @@ set_list(BoInPlaceTable *t)
 		if (!c->in_backup || c->generated || c->key || c->identity_always)
 			continue;
 		if (merge)
-			appendStringInfo(&s, "%s%s = coalesce(t.%s, s.%s::%s)", s.len ? ", " : "", c->name, c->name, c->name, c->type);
+			appendStringInfo(&s, "%s%s = coalesce(t.%s, s.%s)", s.len ? ", " : "", c->name, c->name, c->name);
 		else
-			appendStringInfo(&s, "%s%s = s.%s::%s", s.len ? ", " : "", c->name, c->name, c->type);
+			appendStringInfo(&s, "%s%s = s.%s", s.len ? ", " : "", c->name, c->name);
 	}
 	return s.len ? s.data : NULL;
 }
 
-/* MANUAL: the differing and missing rows, both versions, into a scratch table */
+/*
+ * MANUAL: the differing and missing rows, both versions, into the conflicts
+ * table (created by the extension owner; the requester may only insert).
+ */
 static void
 collect_conflicts(BoInPlaceTable *t)
 {
@@ -375,23 +386,23 @@ collect_conflicts(BoInPlaceTable *t)
 		if (c->key)
 			appendStringInfo(&key, "%s%s, s.%s", key.len ? ", " : "", quote_literal_cstr(c->raw), c->name);
 	}
-	bo_restore_exec(psprintf("CREATE TABLE %s AS "
-							 "SELECT jsonb_build_object(%s) AS record_key, "
-							 "       CASE WHEN t.%s IS NULL THEN 'BACKUP_ONLY' ELSE 'ROW_DIFFERS' END AS conflict_type, "
+	bo_restore_exec(psprintf("INSERT INTO %s (record_key, conflict_type, backup_version, existing_version) "
+							 "SELECT jsonb_build_object(%s), "
+							 "       CASE WHEN t.%s IS NULL THEN 'BACKUP_ONLY' ELSE 'ROW_DIFFERS' END, "
 							 "       (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(s.*)) e "
-							 "         WHERE e.key = ANY (ARRAY[%s])) AS backup_version, "
+							 "         WHERE e.key = ANY (ARRAY[%s])), "
 							 "       CASE WHEN t.%s IS NOT NULL THEN "
 							 "            (SELECT jsonb_object_agg(e.key, e.value) FROM jsonb_each(to_jsonb(t.*)) e "
-							 "              WHERE e.key = ANY (ARRAY[%s])) END AS existing_version "
+							 "              WHERE e.key = ANY (ARRAY[%s])) END "
 							 "  FROM %s s LEFT JOIN %s t ON %s "
 							 " WHERE t.%s IS NULL OR %s IS DISTINCT FROM %s",
 							 t->conflicts, key.data, first_key(t), names.data, first_key(t), names.data,
-							 t->source, t->live, key_join(t, "t", "s", true),
-							 first_key(t), row_text(t, "s", true), row_text(t, "t", false)), 0, NULL, NULL);
+							 t->source, t->live, key_join(t, "t", "s"),
+							 first_key(t), row_text(t, "s"), row_text(t, "t")), 0, NULL, NULL);
 	t->conflict_rows = SPI_processed;
 }
 
-/* the column list and the backup's values cast to the live types, for INSERT */
+/* the column list and the backup's values, for INSERT (assignment converts them) */
 static void
 insert_lists(BoInPlaceTable *t, StringInfo cols, StringInfo vals)
 {
@@ -404,75 +415,88 @@ insert_lists(BoInPlaceTable *t, StringInfo cols, StringInfo vals)
 		if (!c->in_backup || c->generated)
 			continue;
 		appendStringInfo(cols, "%s%s", cols->len ? ", " : "", c->name);
-		appendStringInfo(vals, "%ss.%s::%s", vals->len ? ", " : "", c->name, c->type);
+		appendStringInfo(vals, "%ss.%s", vals->len ? ", " : "", c->name);
 	}
 }
 
-/* the strategy, applied; runs as the requester */
+/* as the requester: lock the live table (its privileges decide), classify, MANUAL's conflicts */
 static void
-apply_table(void *arg)
+classify_table(void *arg)
 {
 	BoInPlaceTable *t = arg;
-	char	   *join = key_join(t, "t", "s", true);
-	char	   *cond;
-	char	   *set;
-	StringInfoData cols;
-	StringInfoData vals;
-	char	   *insert;
 
+	bo_restore_exec(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", t->live), 0, NULL, NULL);
 	classify(t);
 	if (strcmp(t->strategy, "MANUAL") == 0)
 	{
 		collect_conflicts(t);
 		t->matching = t->unchanged;
-		return;
 	}
-	if (t->rollback)
-	{
-		bo_restore_exec(psprintf("CREATE TABLE %s (LIKE %s)", t->rollback_table, t->live), 0, NULL, NULL);
-		bo_restore_exec(psprintf("ALTER TABLE %s ADD COLUMN __bo_action \"char\" NOT NULL, ADD COLUMN __bo_after text",
-								 t->rollback_table), 0, NULL, NULL);
-	}
+}
 
-	/* the rows that differ, as the strategy says */
-	cond = update_condition(t);
-	set = set_list(t);
+/*
+ * As the extension owner, before the writes: the old image of every row
+ * the strategy will update ('U') and the key of every row it will insert
+ * ('I'), in a table only the owner can touch.
+ */
+static void
+keep_rollback(BoInPlaceTable *t, const char *cond)
+{
+	StringInfoData keys;
+	StringInfoData vals;
+	ListCell   *lc;
+
+	bo_restore_exec(psprintf("CREATE TABLE %s AS SELECT * FROM %s WITH NO DATA", t->rollback_table, t->live), 0, NULL, NULL);
+	bo_restore_exec(psprintf("ALTER TABLE %s ADD COLUMN __bo_action \"char\" NOT NULL, ADD COLUMN __bo_after text",
+							 t->rollback_table), 0, NULL, NULL);
+	if (cond != NULL && t->differing > 0)
+		bo_restore_exec(psprintf("INSERT INTO %s SELECT t.*, 'U' FROM %s t JOIN %s s ON %s WHERE %s",
+								 t->rollback_table, t->live, t->source, key_join(t, "t", "s"), cond), 0, NULL, NULL);
+	initStringInfo(&keys);
+	initStringInfo(&vals);
+	foreach(lc, t->keys)
+	{
+		appendStringInfo(&keys, "%s, ", (char *) lfirst(lc));
+		appendStringInfo(&vals, "s.%s, ", (char *) lfirst(lc));
+	}
+	if (t->missing > 0)
+		bo_restore_exec(psprintf("INSERT INTO %s (%s__bo_action) SELECT %s'I' FROM %s s "
+								 "WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE %s)",
+								 t->rollback_table, keys.data, vals.data, t->source, t->live, key_join(t, "t", "s")),
+						0, NULL, NULL);
+}
+
+/* as the requester: the strategy's updates and the missing rows' inserts, then the validation count */
+static void
+apply_table(void *arg)
+{
+	BoInPlaceTable *t = arg;
+	char	   *join = key_join(t, "t", "s");
+	char	   *cond = update_condition(t);
+	char	   *set = set_list(t);
+	StringInfoData cols;
+	StringInfoData vals;
+
 	if (cond != NULL && set != NULL && t->differing > 0)
 	{
-		if (t->rollback)
-			bo_restore_exec(psprintf("INSERT INTO %s SELECT t.*, 'U' FROM %s t JOIN %s s ON %s WHERE %s",
-									 t->rollback_table, t->live, t->source, join, cond), 0, NULL, NULL);
 		bo_restore_exec(psprintf("UPDATE %s t SET %s FROM %s s WHERE %s AND %s", t->live, set, t->source, join, cond),
 						0, NULL, NULL);
 		t->updated = SPI_processed;
 	}
-
-	/* the rows missing from the table */
 	initStringInfo(&cols);
 	initStringInfo(&vals);
 	insert_lists(t, &cols, &vals);
-	insert = psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s s "
-					  "WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE %s)",
-					  t->live, cols.data, vals.data, t->source, t->live, join);
 	if (t->missing > 0)
 	{
-		if (t->rollback)
-			bo_restore_exec(psprintf("WITH i AS (%s RETURNING *) INSERT INTO %s SELECT i.*, 'I' FROM i",
-									 insert, t->rollback_table), 0, NULL, NULL);
-		else
-			bo_restore_exec(insert, 0, NULL, NULL);
+		bo_restore_exec(psprintf("INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s s "
+								 "WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE %s)",
+								 t->live, cols.data, vals.data, t->source, t->live, join), 0, NULL, NULL);
 		t->inserted = SPI_processed;
 	}
 	CommandCounterIncrement();
-
-	/* each changed row as the restore left it, to tell a later change */
-	if (t->rollback)
-		bo_restore_exec(psprintf("UPDATE %s r SET __bo_after = md5((t.*)::text) FROM %s t WHERE %s",
-								 t->rollback_table, t->live, key_join(t, "t", "r", false)), 0, NULL, NULL);
-
 	/* validation: the backup's rows the table now holds exactly */
 	t->matching = bo_restore_count(psprintf("SELECT count(*) FROM %s s JOIN %s t ON %s WHERE %s IS NOT DISTINCT FROM %s",
-											t->source, t->live, join, row_text(t, "s", true), row_text(t, "t", false)));
+											t->source, t->live, join, row_text(t, "s"), row_text(t, "t")));
 }
 
 /* one validation result */
@@ -601,14 +625,17 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 	JsonbValue *rb = bo_jget(&job->request->root, "rollbackEnabled");
 	bool		rollback = rb != NULL && rb->type == jbvBool && rb->val.boolean && strcmp(strategy, "MANUAL") != 0;
 	bool		selective = strcmp(bo_jstr(&job->request->root, "restoreType"), "SELECTIVE") == 0;
-	char	   *scratch = bo_restore_scratch_schema(job->requested_by);
+	/* the scratch schema is the owner's: the requester reads and inserts where granted, creates nothing */
+	char	   *scratch = bo_restore_scratch_schema(NULL);
 	Oid			nsp = get_namespace_oid(scratch, false);
+	const char *requester = quote_identifier(job->requested_by);
 	uint64		updated = 0;
 	uint64		inserted = 0;
 	uint64		conflicts = 0;
 	int			n = 0;
 	ListCell   *lc;
 
+	bo_restore_exec(psprintf("GRANT USAGE ON SCHEMA %s TO %s", quote_identifier(scratch), requester), 0, NULL, NULL);
 	if (rollback)
 		bo_restore_exec("CREATE SCHEMA IF NOT EXISTS " ROLLBACK_SCHEMA, 0, NULL, NULL);
 	foreach(lc, tables_in_order(job))
@@ -639,10 +666,9 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 					 errmsg("table %s does not exist: an in-place restore writes into it", t.live),
 					 errhint("Restore into a new schema (destination.type NEW_SCHEMA), or recreate the table first.")));
 
-		/* the backup's copy, owned by the requester who works with it */
+		/* the backup's copy: the requester reads it (and cuts it to a selection) */
 		bo_materialize_table(storage, chain, tschema, tname, scratch, copy);
-		bo_restore_exec(psprintf("ALTER TABLE %s OWNER TO %s", t.source, quote_identifier(job->requested_by)),
-						0, NULL, NULL);
+		bo_restore_exec(psprintf("GRANT SELECT ON %s TO %s", t.source, requester), 0, NULL, NULL);
 		CommandCounterIncrement();
 		source = get_relname_relid(copy, nsp);
 		if (selective)
@@ -661,14 +687,15 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 		}
 		CommandCounterIncrement();
 
-		/* the live table: readers go on, writers wait until the restore commits */
-		bo_restore_exec(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", t.live), 0, NULL, NULL);
 		{
 			bool		has_pk = bo_jelements(bo_jcontainer(bo_jcontainer(e, "definition"), "primaryKey")) != NIL;
 
 			plan_columns(&t, live, source, match_keys(&t, live, e));
 			if (!has_pk)
-				check_keys_identify(&t);
+			{
+				check_keys_identify(&t, t.source, "the backup's rows");
+				check_keys_identify(&t, t.live, "the table's rows");
+			}
 		}
 		if (strcmp(strategy, "NEWEST_WINS") == 0 || strcmp(strategy, "OLDEST_WINS") == 0)
 		{
@@ -705,8 +732,31 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 						 errhint("Restore with another strategy.")));
 		}
 
-		bo_restore_as(job->requested_by, apply_table, &t);
+		/*
+		 * As the requester: lock the live table (readers go on, writers wait
+		 * until the restore commits), classify, MANUAL's conflicts; as the
+		 * owner: keep what a rollback needs; as the requester: write.
+		 */
+		if (strcmp(strategy, "MANUAL") == 0)
+		{
+			bo_restore_exec(psprintf("CREATE TABLE %s (record_key jsonb, conflict_type text, backup_version jsonb, "
+									 "existing_version jsonb)", t.conflicts), 0, NULL, NULL);
+			bo_restore_exec(psprintf("GRANT INSERT ON %s TO %s", t.conflicts, requester), 0, NULL, NULL);
+		}
+		bo_restore_as(job->requested_by, classify_table, &t);
 		CommandCounterIncrement();
+		if (strcmp(strategy, "MANUAL") != 0)
+		{
+			if (rollback)
+				keep_rollback(&t, update_condition(&t));
+			CommandCounterIncrement();
+			bo_restore_as(job->requested_by, apply_table, &t);
+			CommandCounterIncrement();
+			/* each kept row as the restore left it, to tell a later change */
+			if (rollback)
+				bo_restore_exec(psprintf("UPDATE %s r SET __bo_after = md5((t.*)::text) FROM %s t WHERE %s",
+										 t.rollback_table, t.live, key_join(&t, "t", "r")), 0, NULL, NULL);
+		}
 
 		if (t.conflict_rows > 0)
 		{
@@ -741,8 +791,6 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 			bo_restore_exec(psprintf("ALTER TABLE %s SET SCHEMA " ROLLBACK_SCHEMA, t.rollback_table), 0, NULL, NULL);
 			bo_restore_exec(psprintf("ALTER TABLE " ROLLBACK_SCHEMA ".%s RENAME TO %s",
 									 quote_identifier(psprintf("r_%d", n)), quote_identifier(name)), 0, NULL, NULL);
-			bo_restore_exec(psprintf("ALTER TABLE " ROLLBACK_SCHEMA ".%s OWNER TO %s", quote_identifier(name),
-									 quote_identifier(GetUserNameFromId(GetUserId(), false))), 0, NULL, NULL);
 			foreach(lc2, t.raw_keys)
 				keys[k++] = CStringGetTextDatum(lfirst(lc2));
 			values[0] = DirectFunctionCall1(uuid_in, CStringGetDatum(job->id));
@@ -815,6 +863,7 @@ rollback_table(void *arg)
 	StringInfoData new_row;
 	ListCell   *lc;
 
+	bo_restore_exec(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", t->live), 0, NULL, NULL);
 	t->changed = bo_restore_count(psprintf("SELECT count(*) FROM %s r LEFT JOIN %s t ON %s "
 										   " WHERE md5((t.*)::text) IS DISTINCT FROM r.__bo_after",
 										   t->copy, t->live, join));
@@ -917,7 +966,9 @@ bo_restore_rollback(BoRestoreJob *job)
 					" ORDER BY ordinal DESC", 1, types, values);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
-	scratch = bo_restore_scratch_schema(job->run_by);
+	scratch = bo_restore_scratch_schema(NULL);
+	bo_restore_exec(psprintf("GRANT USAGE ON SCHEMA %s TO %s", quote_identifier(scratch), quote_identifier(job->run_by)),
+					0, NULL, NULL);
 	initStringInfo(&results);
 	for (i = 0; i < nrows; i++)
 	{
@@ -937,7 +988,6 @@ bo_restore_rollback(BoRestoreJob *job)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
 					 errmsg("table %s no longer exists: restore %s cannot be rolled back", t.live, job->number)));
-		bo_restore_exec(psprintf("LOCK TABLE %s IN EXCLUSIVE MODE", t.live), 0, NULL, NULL);
 		rvalues[0] = ObjectIdGetDatum(live);
 		rvalues[1] = SPI_getbinval(rows->vals[i], rows->tupdesc, 4, &isnull);
 		bo_restore_exec("SELECT attname, attgenerated <> '', attidentity = 'a', attname = ANY ($2) FROM pg_attribute "
@@ -954,12 +1004,20 @@ bo_restore_rollback(BoRestoreJob *job)
 			c->key = strcmp(SPI_getvalue(cols->vals[j], cols->tupdesc, 4), "t") == 0;
 			t.columns = lappend(t.columns, c);
 		}
-		/* the caller works on a copy it owns: the kept table stays the extension's */
+		/* the caller reads a copy it may not change: the kept table stays the extension's */
 		t.copy = psprintf("%s.r_%d", quote_identifier(scratch), (int) i + 1);
 		bo_restore_exec(psprintf("CREATE TABLE %s AS SELECT * FROM %s", t.copy, kept), 0, NULL, NULL);
-		bo_restore_exec(psprintf("ALTER TABLE %s OWNER TO %s", t.copy, quote_identifier(job->run_by)), 0, NULL, NULL);
+		bo_restore_exec(psprintf("GRANT SELECT ON %s TO %s", t.copy, quote_identifier(job->run_by)), 0, NULL, NULL);
 		CommandCounterIncrement();
 		bo_restore_as(job->run_by, rollback_table, &t);
+		if (t.mismatched > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg_plural(UINT64_FORMAT " row of %s would not be as it was before the restore",
+								   UINT64_FORMAT " rows of %s would not be as they were before the restore",
+								   t.mismatched, t.mismatched, t.live),
+					 errdetail("A trigger of the table changes the rows written back, or its key no longer identifies one row."),
+					 errhint("Nothing was rolled back; the rollback table %s is kept.", kept)));
 		bo_restore_exec(psprintf("DROP TABLE %s", kept), 0, NULL, NULL);
 		if (i > 0)
 			appendStringInfoString(&results, ", ");
@@ -967,7 +1025,6 @@ bo_restore_rollback(BoRestoreJob *job)
 		bo_json_add_text(&results, "table", t.live);
 		bo_json_add_u64(&results, "removedRows", t.removed);
 		bo_json_add_u64(&results, "restoredRows", t.restored);
-		bo_json_add_u64(&results, "rowsNotAsBefore", t.mismatched);
 		appendStringInfoChar(&results, '}');
 		removed += t.removed;
 		restored += t.restored;

@@ -53,6 +53,7 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -442,23 +443,29 @@ add_result(BoRestoreJob *job, JsonbContainer *entry, const char *restored_as, Bo
  * Run fn(arg) as role (the requester, or who rolls back), in a restricted
  * security context: check constraints, index expressions, casts, triggers
  * and whatever user code they call run with that role's rights, never the
- * extension owner's.
+ * extension owner's.  Settings that code changes (even with SET or
+ * set_config(..., false): a search_path that would capture the owner's
+ * later unqualified calls) are undone on the way out, as PostgreSQL does
+ * around index builds.
  */
 void
 bo_restore_as(const char *role_name, void (*fn) (void *), void *arg)
 {
 	Oid			save_userid;
 	int			save_sec;
+	int			save_nestlevel;
 	Oid			role = get_role_oid(role_name, false);
 
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+	save_nestlevel = NewGUCNestLevel();
 	PG_TRY();
 	{
 		fn(arg);
 	}
 	PG_FINALLY();
 	{
+		AtEOXact_GUC(false, save_nestlevel);
 		SetUserIdAndSecContext(save_userid, save_sec);
 	}
 	PG_END_TRY();

@@ -754,10 +754,9 @@ SELECT is((SELECT array_agg(r || ' ' || t ORDER BY n, t) FROM roles, unnest(ARRA
 			WHERE has_table_privilege(r, 'backup_offline.' || t, 'SELECT')),
 	ARRAY['backup_offline_admin restore_conflict', 'backup_offline_admin restore_rollback',
 		  'backup_offline_operator restore_conflict', 'backup_offline_operator restore_rollback',
-		  'backup_offline_approver restore_conflict', 'backup_offline_approver restore_rollback',
-		  'backup_offline_auditor restore_conflict', 'backup_offline_auditor restore_rollback',
+		  'backup_offline_approver restore_rollback', 'backup_offline_auditor restore_rollback',
 		  'backup_offline_app restore_conflict', 'backup_offline_app restore_rollback'],
-	'every role of the extension, and not PUBLIC, reads restore_conflict and restore_rollback');
+	'every role reads restore_rollback; restore_conflict (whole rows) not approvers and auditors; not PUBLIC');
 SELECT is((SELECT array_agg(r || ' ' || t || ' ' || p ORDER BY n, t, p) FROM roles,
 			unnest(ARRAY['restore_conflict', 'restore_rollback']) t, unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) p
 			WHERE has_table_privilege(r, 'backup_offline.' || t, p)), NULL,

@@ -42,7 +42,7 @@ PORT=$((BO_TEST_PORT + 30))
 ORG=6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'cluster_stop "$DIR"' EXIT
-plan 58
+plan 61
 
 # as ROLE SQL...: run statements as a role of the organization; the first
 # ERROR line (with SQLSTATE) on stderr is printed, values on stdout
@@ -122,8 +122,20 @@ INSERT INTO ip.extra VALUES (1);
 CREATE TABLE ip.writers (who name, op text);
 CREATE TABLE ip.flags (stall boolean NOT NULL, fail_id int);
 INSERT INTO ip.flags VALUES (false, NULL);
+-- a trap: the trigger (run as the requester) puts schema ip first in the
+-- session's search_path; ip.now() records who calls it.  The extension
+-- owner's later unqualified now() must never land here.
+CREATE TABLE ip.captured (who name);
+GRANT INSERT ON ip.captured TO PUBLIC;
+CREATE FUNCTION ip.now() RETURNS timestamptz LANGUAGE plpgsql AS \$\$
+BEGIN
+	INSERT INTO ip.captured VALUES (current_user);
+	RETURN pg_catalog.now();
+END
+\$\$;
 CREATE FUNCTION ip.visits_trigger() RETURNS trigger LANGUAGE plpgsql AS \$\$
 BEGIN
+	PERFORM set_config('search_path', 'ip, pg_catalog', false);
 	INSERT INTO ip.writers VALUES (current_user, TG_OP);
 	IF (SELECT stall FROM ip.flags) THEN
 		PERFORM pg_sleep(60);
@@ -399,6 +411,9 @@ like "$(as ip_clerk "SELECT backup_offline.rollback_restore('$RID')")" "ERROR:  
 cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 -f "$ROOT/test/fixtures/type_families.sql" >/dev/null &&
 	cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SET backup_offline.organization_id = '$ORG';
+CREATE TABLE ip.nokey (code text, v int);
+INSERT INTO ip.nokey VALUES ('a', 1), ('b', 2);
+SELECT backup_offline.register_entity('TF_NOKEY', 'ip.nokey', '{"keyColumns": ["code"]}') IS NOT NULL;
 SELECT count(backup_offline.register_entity(upper('TF_' || c.relname), c.oid::regclass,
 		CASE WHEN c.relname = 't_nopk' THEN '{"keyColumns": ["a", "b", "c"]}' ELSE '{}' END::jsonb))
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'typefam' AND c.relkind = 'r';
@@ -434,12 +449,13 @@ BEGIN
 END
 $$;
 DELETE FROM typefam.t_nopk WHERE a = 1;
+INSERT INTO ip.nokey VALUES ('a', 3);
 CREATE TABLE chk.tf_changed AS
 SELECT c.relname, typefam.row_digest(c.oid::regclass) AS digest
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'typefam' AND c.relkind = 'r';
 SQL
 diag "tables changed: $(Q "SELECT count(*) FROM chk.tf_before b JOIN chk.tf_changed c USING (relname) WHERE b.digest <> c.digest")"
-TFSCOPE=$(Q "SELECT jsonb_agg(entity_type ORDER BY entity_type) FROM backup_offline.entity_registry WHERE entity_type LIKE 'TF\_%' AND entity_type <> 'TF_T_NOPK'")
+TFSCOPE=$(Q "SELECT jsonb_agg(entity_type ORDER BY entity_type) FROM backup_offline.entity_registry WHERE entity_type LIKE 'TF\_%' AND entity_type NOT IN ('TF_T_NOPK', 'TF_NOKEY')")
 restore postgres ", \"scope\": {\"includeEntities\": $TFSCOPE}"
 is "$ERR$(R "r.status")" "COMPLETED" "BACKUP_WINS in place over every type family table (with a primary key): COMPLETED"
 is "$(Q "SELECT count(*) || ' ' || count(*) FILTER (WHERE typefam.row_digest(format('typefam.%I', b.relname)::regclass) <> b.digest)
@@ -450,6 +466,15 @@ like "$ERR" "ERROR:  55000: restore RST-* failed: the key columns (a, b, c) of t
 	"a table without a primary key whose registry key columns repeat is refused (55000)"
 is "$(Q "SELECT typefam.row_digest('typefam.t_nopk') = (SELECT digest FROM chk.tf_changed WHERE relname = 't_nopk')")" "t" \
 	"... and left as it was"
+restore postgres ", \"scope\": {\"includeEntities\": [\"TF_NOKEY\"]}"
+like "$ERR" "ERROR:  55000: restore RST-* failed: the key columns (code) of table ip.nokey do not identify the table's rows*" \
+	"registry key columns unique in the backup but repeated in the live table: refused (55000), nothing written"
+is "$(Q "SELECT string_agg(code || v, ',' ORDER BY code, v) FROM ip.nokey")" "a1,a3,b2" "... the table as it was"
+
+# the trap set by the table's trigger caught nobody: settings the requester's
+# code changed were undone before the extension owner went on
+is "$(Q "SELECT count(*) FROM ip.captured WHERE who <> 'ip_clerk'")" "0" \
+	"a search_path set by the requester's trigger never reached the extension owner's statements"
 
 # the audit trail saw the in-place restores move
 is "$(Q "SELECT count(*) > 0 FROM backup_offline.audit_log WHERE object_type = 'restore_operation'
