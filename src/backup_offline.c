@@ -47,6 +47,7 @@ int			bo_compression_workers = 0;
 int			bo_max_backup_jobs = 4;
 int			bo_part_size = 1024;
 int			bo_suspend_after_failures = 3;
+int			bo_sync_max_clock_skew = 300;
 
 bool		bo_preloaded = false;
 
@@ -202,6 +203,17 @@ _PG_init(void)
 							1000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.sync_max_clock_skew",
+							"How far in the future a device's clock (its operations' clientHlc) may be.",
+							"Operations stamped later than now plus this are refused.",
+							&bo_sync_max_clock_skew,
+							300,
+							1,
+							24 * 3600,
+							PGC_SUSET,
+							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("backup_offline");
