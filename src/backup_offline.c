@@ -48,6 +48,7 @@ int			bo_max_backup_jobs = 4;
 int			bo_part_size = 1024;
 int			bo_suspend_after_failures = 3;
 int			bo_sync_max_clock_skew = 300;
+int			bo_sync_priority_aging = 60;
 
 bool		bo_preloaded = false;
 
@@ -213,6 +214,17 @@ _PG_init(void)
 							1,
 							24 * 3600,
 							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("backup_offline.sync_priority_aging",
+							"Waiting time after which a queued sync operation counts one priority level higher.",
+							"So that LOW and BACKGROUND work cannot starve behind a stream of CRITICAL operations.",
+							&bo_sync_priority_aging,
+							60,
+							1,
+							7 * 24 * 3600,
+							PGC_USERSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 
