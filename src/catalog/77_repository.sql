@@ -37,10 +37,13 @@ AS 'MODULE_PATHNAME', 'bo_repository_snapshots_sql'
 LANGUAGE C VOLATILE;
 
 -- Rebuild the catalog from storage in the caller's transaction: missing
--- tables from the manifests' definitions (as the caller), then per
--- configuration its entity types, its row (PAUSED) and its snapshots
--- (COMPLETED, oldest first); what the catalog holds is skipped.  Returns
--- the report.
+-- tables from the manifests' definitions (as the caller; from a manifest
+-- that is not encrypted, hence not authenticated, without the defaults,
+-- generated columns, checks and index expressions that would run code
+-- other than pg_catalog's), then per configuration its entity types (only
+-- for tables the caller may read, never system ones), its row (PAUSED, in
+-- the manifests' organization) and its snapshots (COMPLETED, oldest
+-- first); what the catalog holds is skipped.  Returns the report.
 CREATE FUNCTION @extschema@.import_repository(storage jsonb)
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'bo_import_repository_sql'

@@ -95,12 +95,13 @@ CREATE TABLE @extschema@.sync_row_history (
 COMMENT ON TABLE @extschema@.sync_row_history IS 'Recent images of the rows of the sync entities: the bases of three-way merges';
 
 -- Engine state: tombstone_horizon, the highest change_seq of a purged
--- tombstone (a cursor below it cannot be served incrementally).
+-- tombstone (a cursor below it cannot be served incrementally; none: 0).
+-- No row is installed with the extension, so that pg_dump / pg_restore
+-- carry the rows written since.
 CREATE TABLE @extschema@.sync_state (
 	name text PRIMARY KEY,
 	value bigint NOT NULL
 );
-INSERT INTO @extschema@.sync_state VALUES ('tombstone_horizon', 0);
 
 -- The statement that records the rows of relation rows (the text of a
 -- FROM item; parameters $1 entity id, $2 deleted, $3 history depth): each
@@ -371,7 +372,8 @@ BEGIN
 		RETURNING r.change_seq)
 	SELECT count(*), max(change_seq) INTO n, horizon FROM gone;
 	IF horizon IS NOT NULL THEN
-		UPDATE @extschema@.sync_state SET value = greatest(value, horizon) WHERE name = 'tombstone_horizon';
+		INSERT INTO @extschema@.sync_state AS st VALUES ('tombstone_horizon', horizon)
+		ON CONFLICT (name) DO UPDATE SET value = greatest(st.value, EXCLUDED.value);
 	END IF;
 	RETURN n;
 END
@@ -446,7 +448,7 @@ BEGIN
 	-- number what has committed since the last pull, drop expired tombstones
 	PERFORM @extschema@.sync_sequence();
 	PERFORM @extschema@.sync_purge_tombstones();
-	SELECT value INTO horizon FROM @extschema@.sync_state WHERE name = 'tombstone_horizon';
+	SELECT coalesce(max(value), 0) INTO horizon FROM @extschema@.sync_state WHERE name = 'tombstone_horizon';
 	IF since > 0 AND since < horizon THEN
 		RETURN jsonb_build_object('resyncRequired', true, 'nextCursor', 0,
 			'reason', format('cursor %s is older than the tombstones kept (deletes up to change %s were forgotten): pull again from 0 and replace the local data',

@@ -17,8 +17,9 @@
  * reader authenticates it (AEAD with the key in key_directory, frame
  * digests, trailer), its trailing self-checksum matches (manifest.c), it
  * says it is a manifest of this format and version, and the ids it holds
- * are those of the directory it lies in.  A manifest that does not verify
- * is reported with its problem, never used; the objects a verified one
+ * are those of the directory it lies in, and the organization it names at
+ * its top is the one its configuration names.  A manifest that does not
+ * verify is reported with its problem, never used; the objects a verified one
  * lists are looked up in the same listing (present, with the stored length
  * recorded) - the cheap half of verify_snapshot's 'checksums' level.
  *
@@ -42,16 +43,25 @@
  *	   be exactly the one statement meant (a manifest of an unencrypted
  *	   repository is not authenticated: "CHECK (x); DROP ..." must not
  *	   run).  Each statement runs in a subtransaction: what cannot be
- *	   recreated is reported, not fatal.
+ *	   recreated is reported, not fatal.  From a manifest that is not
+ *	   authenticated (no cipher), what would run later with the rights of
+ *	   whoever writes the table is limited (see UNAUTHENTICATED_DETAIL):
+ *	   only serial defaults, no generated column, checks and indexes that
+ *	   call only pg_catalog functions that are not volatile.
  *	2. As the extension's owner, with the import flag set (below): per
  *	   configuration, in a subtransaction: the entity types it needs when
- *	   missing, its configuration row (the same id, so the storage prefix
- *	   matches; PAUSED, so that neither the scheduler nor run_backup writes
- *	   into the repository before a DBA has decided that this cluster is the
- *	   one that backs up now), and a snapshot row for every verified
- *	   manifest, oldest first (so that every parent is there before its
- *	   children; one whose parent is missing is not imported).  Snapshots
- *	   the catalog holds are skipped, so a second import changes nothing.
+ *	   missing (only for tables the caller may read, of ordinary schemas:
+ *	   the caller's rights are checked here, since the registry's own check
+ *	   sees the owner's; an entity type the registry maps to another table
+ *	   refuses the configuration), its configuration row (the same id, so
+ *	   the storage prefix matches; the organization of its manifests, which
+ *	   must all name the same; PAUSED, so that neither the scheduler nor
+ *	   run_backup writes into the repository before a DBA has decided that
+ *	   this cluster is the one that backs up now), and a snapshot row for
+ *	   every verified manifest, oldest first (so that every parent is there
+ *	   before its children; one whose parent is missing is not imported).
+ *	   Snapshots the catalog holds are skipped, so a second import changes
+ *	   nothing.
  *	3. The snapshot number sequence moved past the imported numbers (done
  *	   first, in fact), last_backup_at, and one audit entry naming the
  *	   caller (when the import changed something).
@@ -82,15 +92,26 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "parser/parse_expr.h"
+#include "parser/parse_node.h"
+#include "parser/parse_relation.h"
 #include "parser/parser.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -104,6 +125,7 @@
 
 #include "backup_offline.h"
 #include "backup/backup.h"
+#include "restore/restore.h"
 #include "storage/storage.h"
 
 PG_FUNCTION_INFO_V1(bo_repository_snapshots_sql);
@@ -131,6 +153,7 @@ typedef struct RepoSnapshot
 	uint64		manifest_bytes; /* stored size of the manifest object */
 	List	   *key_ids;		/* of its key wraps (char *) */
 	bool		valid;			/* the manifest verified */
+	bool		authenticated;	/* it was encrypted: the AEAD authenticated it */
 	ErrorData  *error;			/* why it did not */
 	/* from a verified manifest */
 	Jsonb	   *manifest;		/* kept for the import only */
@@ -421,6 +444,38 @@ stored_digest(BoStorage *storage, const char *name, BoDigestAlgorithm alg)
 	return bo_hex(out, len);
 }
 
+/*
+ * The verified plaintext of a stored manifest object (NUL-terminated), as
+ * bo_manifest_read reads it, and whether the archive reader authenticated
+ * it with a key: an object with a cipher decrypts only with a key of
+ * key_directory (its AEAD tags), while one without a cipher is checked by
+ * digests anybody who can write to the repository can compute.
+ */
+static char *
+read_manifest_object(BoStorage *storage, const char *name, size_t *len, bool *authenticated)
+{
+	BoArchiveReader *r = bo_archive_reader_open(storage, name, NULL);
+	BoArchiveResult result;
+	StringInfoData s;
+	char		buf[65536];
+	size_t		n;
+
+	initStringInfo(&s);
+	while ((n = bo_archive_read(r, buf, sizeof(buf))) > 0)
+	{
+		if (s.len + n > MaxAllocSize / 2)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("manifest \"%s\" is too large", name)));
+		appendBinaryStringInfo(&s, buf, n);
+	}
+	bo_archive_reader_result(r, &result);
+	*authenticated = result.cipher != BO_CIPHER_NONE;
+	bo_archive_reader_close(r);
+	*len = s.len;
+	return s.data;
+}
+
 /* what read_manifest works on */
 typedef struct RepoRead
 {
@@ -439,9 +494,10 @@ read_manifest(void *arg)
 	RepoSnapshot copy = *r->s;	/* *r->s changes only when all verified */
 	RepoSnapshot *s = &copy;
 	size_t		len;
-	char	   *text = bo_manifest_read(r->scan->storage, s->name, &len);
+	char	   *text = read_manifest_object(r->scan->storage, s->name, &len, &s->authenticated);
 	Jsonb	   *m = bo_manifest_parse(text, len, psprintf("manifest \"%s\"", s->name));
 	JsonbContainer *root = &m->root;
+	JsonbContainer *config;
 	char	   *v;
 	char	   *when;
 	JsonbContainer *totals;
@@ -465,6 +521,22 @@ read_manifest(void *arg)
 				 errmsg("manifest \"%s\" names snapshot %s of configuration %s: it lies elsewhere",
 						s->name, bo_jstr(root, "snapshotId"), bo_jstr(root, "configurationId"))));
 	s->organization_id = manifest_uuid(root, "organizationId", true, s->name);
+	/*
+	 * The organization is written twice: at the top, which decides who sees
+	 * and imports the manifest, and in the configuration, which the import
+	 * makes the configuration row of.  backup_offline writes the same id in
+	 * both; a manifest where they differ would put a configuration into an
+	 * organization its reader was never shown.
+	 */
+	config = bo_jcontainer(root, "configuration");
+	if (config != NULL &&
+		(bo_jstr(config, "organizationId") == NULL || strcmp(bo_jstr(config, "organizationId"), s->organization_id) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("manifest \"%s\" is of organization %s, its configuration of %s",
+						s->name, s->organization_id,
+						bo_jstr(config, "organizationId") ? bo_jstr(config, "organizationId") : "none"),
+				 errdetail("backup_offline writes the same organization in both places.")));
 	s->parent_id = manifest_uuid(root, "parentSnapshotId", false, s->name);
 	s->base_id = manifest_uuid(root, "baseSnapshotId", false, s->name);
 	s->number = bo_jstr(root, "snapshotNumber");
@@ -483,8 +555,8 @@ read_manifest(void *arg)
 				 errmsg("manifest \"%s\" has no snapshotTime", s->name)));
 	s->snapshot_time = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(when),
 															   ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
-	if (bo_jcontainer(root, "configuration") != NULL)
-		s->configuration_name = bo_jstr(bo_jcontainer(root, "configuration"), "name");
+	if (config != NULL)
+		s->configuration_name = bo_jstr(config, "name");
 	totals = bo_jcontainer(root, "totals");
 	s->row_count = totals ? bo_jnum(totals, "rowCount") : 0;
 	s->stored_bytes = (totals ? bo_jnum(totals, "storedBytes") : 0) + s->manifest_bytes;
@@ -809,6 +881,7 @@ typedef struct RepoConfig
 	char	   *name;
 	List	   *snapshots;		/* verified, oldest first */
 	RepoSnapshot *newest;
+	char	   *conflict;		/* why it cannot be imported, found while planning */
 } RepoConfig;
 
 /* one table of the newest manifest of a configuration */
@@ -819,6 +892,7 @@ typedef struct RepoTable
 	char	   *qualified;		/* quoted */
 	JsonbContainer *definition; /* from the newest manifest holding it */
 	TimestampTz time;			/* that manifest's snapshot time */
+	bool		authenticated;	/* that manifest was (see create_table_cb) */
 	bool		existed;		/* before the import */
 	bool		created;
 } RepoTable;
@@ -830,6 +904,8 @@ typedef struct RepoImport
 	BoStorage  *storage;
 	char	   *storage_json;	/* the normalised destination */
 	char	   *caller;			/* role name */
+	Oid			caller_id;		/* its oid: the rights that count */
+	Oid			extension_schema;	/* the extension's own tables are not entities */
 	List	   *configs;		/* RepoConfig */
 	List	   *tables;			/* RepoTable */
 	int			manifests;
@@ -888,6 +964,10 @@ plan_import(RepoImport *im, List *snapshots)
 			c->organization_id = s->organization_id;
 			im->configs = lappend(im->configs, c);
 		}
+		/* one configuration, one organization: its rows and snapshots all get c's */
+		if (strcmp(s->organization_id, c->organization_id) != 0 && c->conflict == NULL)
+			c->conflict = psprintf("its manifests name two organizations, %s (the oldest) and %s (snapshot %s)",
+								   c->organization_id, s->organization_id, s->number);
 		c->snapshots = lappend(c->snapshots, s);
 		c->newest = s;
 		c->name = s->configuration_name;
@@ -924,10 +1004,13 @@ plan_import(RepoImport *im, List *snapshots)
 				t->qualified = quote_qualified_identifier(schema, name);
 				im->tables = lappend(im->tables, t);
 			}
-			if (t->definition == NULL || c->newest->snapshot_time > t->time)
+			/* the newest definition, an authenticated one before any other */
+			if (t->definition == NULL || (c->newest->authenticated && !t->authenticated) ||
+				(c->newest->authenticated == t->authenticated && c->newest->snapshot_time > t->time))
 			{
 				t->definition = def;
 				t->time = c->newest->snapshot_time;
+				t->authenticated = c->newest->authenticated;
 			}
 		}
 	}
@@ -953,10 +1036,11 @@ wrong_statement(const char *what, const char *sql)
 
 /*
  * Parse sql, which holds text taken from a manifest, and raise an error
- * unless it is exactly one statement of kind tag; returns it.
+ * unless it is exactly one statement of kind tag; returns it.  Restores
+ * check the definitions they recreate with it too (restore.c).
  */
-static Node *
-one_statement(const char *sql, NodeTag tag, const char *what)
+Node *
+bo_restore_one_statement(const char *sql, NodeTag tag, const char *what)
 {
 	List	   *raw = raw_parser(sql, RAW_PARSE_DEFAULT);
 	Node	   *stmt = list_length(raw) == 1 ? ((RawStmt *) linitial(raw))->stmt : NULL;
@@ -983,6 +1067,98 @@ run_ddl(const char *sql)
 	CommandCounterIncrement();
 }
 
+/*
+ * Definitions from a manifest that is not authenticated.  An unencrypted
+ * repository's manifests are checked by digests anybody who can write to
+ * the repository can compute, so their definitions are a stranger's: a
+ * default, a generated column, a check constraint or an index expression
+ * runs later with the rights of whoever writes the table.  From such a
+ * manifest, a default is recreated only when it is a serial column's
+ * nextval() of its own sequence (created here), a generated column keeps
+ * its table from being created (create_table_cb), and a check or exclusion
+ * constraint or an index is recreated only when its expressions call
+ * nothing but functions of pg_catalog that are not volatile, and cast to no
+ * domain.  Expressions are checked once parsed, before the statement runs
+ * (planning it could already call a function declared immutable).  Each
+ * definition left out is a problem of the report, with its text, for a DBA
+ * to review and recreate by hand.  Encrypted manifests are authenticated
+ * by the AEAD with the key: their definitions are recreated as they are.
+ */
+#define UNAUTHENTICATED_DETAIL \
+	"The repository is not encrypted: anybody who can write to it can write a manifest, " \
+	"and what a definition calls runs with the rights of whoever writes the table."
+
+/* the first function or domain an expression may not use, when not authenticated */
+typedef struct RepoTrust
+{
+	Oid			function;
+	Oid			domain;
+} RepoTrust;
+
+static bool
+untrusted_function(Oid funcid, void *context)
+{
+	if (get_func_namespace(funcid) == PG_CATALOG_NAMESPACE && func_volatile(funcid) != PROVOLATILE_VOLATILE)
+		return false;
+	((RepoTrust *) context)->function = funcid;
+	return true;
+}
+
+static bool
+untrusted_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (check_functions_in_node(node, untrusted_function, context))
+		return true;
+	/* a domain's own check constraints run on the cast */
+	if (IsA(node, CoerceToDomain))
+	{
+		((RepoTrust *) context)->domain = ((CoerceToDomain *) node)->resulttype;
+		return true;
+	}
+	return expression_tree_walker(node, untrusted_walker, context);
+}
+
+/*
+ * Raise an error when raw, an expression of statement sql on table t,
+ * calls a function outside pg_catalog or a volatile one, or casts to a
+ * domain.  It is parsed here as the statement will parse it (the table and
+ * the search path are the same), and nothing of it runs.
+ */
+static void
+check_expression(const char *schema, const char *name, Node *raw, ParseExprKind kind, const char *sql)
+{
+	Relation	rel;
+	ParseState *pstate;
+	ParseNamespaceItem *nsitem;
+	Node	   *expr;
+	RepoTrust	trust = {InvalidOid, InvalidOid};
+
+	if (raw == NULL)
+		return;
+	rel = table_openrv(makeRangeVar(pstrdup(schema), pstrdup(name), -1), AccessShareLock);
+	pstate = make_parsestate(NULL);
+	pstate->p_sourcetext = sql;
+	nsitem = addRangeTableEntryForRelation(pstate, rel, AccessShareLock, NULL, false, true);
+	addNSItemToQuery(pstate, nsitem, true, true, true);
+	expr = transformExpr(pstate, copyObject(raw), kind);
+	free_parsestate(pstate);
+	table_close(rel, NoLock);
+	if (!untrusted_walker(expr, &trust))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("it %s, and the manifest is not authenticated",
+					OidIsValid(trust.function)
+					? psprintf("calls %s%s", format_procedure(trust.function),
+							   get_func_namespace(trust.function) == PG_CATALOG_NAMESPACE ? " (volatile)" : "")
+					: psprintf("casts to domain %s", format_type_be(trust.domain))),
+			 errdetail("%s Only functions of pg_catalog that are not volatile are called from its definitions. "
+					   "The statement is: %s", UNAUTHENTICATED_DETAIL, sql),
+			 errhint("Review the definition and recreate it by hand.")));
+}
+
 /* what a DDL step works on */
 typedef struct RepoDdl
 {
@@ -1004,6 +1180,30 @@ create_table_cb(void *arg)
 	CreateStmt *stmt;
 	ListCell   *lc;
 	ListCell   *lc2;
+
+	/*
+	 * A generated column of a manifest that is not authenticated: the table
+	 * is not created.  Created with a plain column instead, it would take
+	 * no value from a restore (backups do not copy generated columns) and
+	 * whatever an application writes, where the application expects the
+	 * computed one: it is safer to let a DBA create the table after reading
+	 * the expression.
+	 */
+	if (!t->authenticated)
+	{
+		foreach(lc, columns)
+		{
+			JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
+
+			if (bo_jstr(c, "generated") != NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+						 errmsg("column %s is generated, and the manifest is not authenticated",
+								bo_jstr(c, "name") ? quote_identifier(bo_jstr(c, "name")) : "(without a name)"),
+						 errdetail("%s The expression is: %s", UNAUTHENTICATED_DETAIL, bo_jstr(c, "generated")),
+						 errhint("Review the expression, create the table by hand (the manifest's definition) and import again.")));
+		}
+	}
 
 	if (!OidIsValid(get_namespace_oid(t->schema, true)))
 	{
@@ -1045,7 +1245,7 @@ create_table_cb(void *arg)
 	appendStringInfoChar(&sql, ')');
 
 	/* exactly the columns meant, each with only what was asked for */
-	stmt = (CreateStmt *) one_statement(sql.data, T_CreateStmt, psprintf("definition of table %s", t->qualified));
+	stmt = (CreateStmt *) bo_restore_one_statement(sql.data, T_CreateStmt, psprintf("definition of table %s", t->qualified));
 	if (!is_table(stmt->relation, t) || list_length(stmt->tableElts) != list_length(columns) ||
 		stmt->inhRelations != NIL || stmt->partspec != NULL || stmt->partbound != NULL || stmt->ofTypename != NULL ||
 		stmt->options != NIL || stmt->tablespacename != NULL || stmt->accessMethod != NULL || stmt->if_not_exists)
@@ -1072,7 +1272,10 @@ create_table_cb(void *arg)
 
 /*
  * A column default: "nextval('<sequence>'::regclass)" (a serial column)
- * first creates the sequence when it is missing.
+ * first creates the sequence when it is missing.  From a manifest that is
+ * not authenticated, only that default is recreated, and only when the
+ * sequence is in the table's schema and created here for the column (the
+ * statement is then built from the sequence's name, not pasted).
  */
 static void
 column_default_cb(void *arg)
@@ -1084,6 +1287,9 @@ column_default_cb(void *arg)
 	char	   *expr = bo_jstr(d->item, "default");
 	const char *head = "nextval('";
 	const char *tail = "'::regclass)";
+	List	   *seqnames = NIL;
+	RangeVar   *rv = NULL;
+	bool		created = false;
 	char	   *sql;
 	AlterTableStmt *stmt;
 	AlterTableCmd *cmd;
@@ -1091,27 +1297,46 @@ column_default_cb(void *arg)
 	if (strncmp(expr, head, strlen(head)) == 0 && strlen(expr) > strlen(head) + strlen(tail) &&
 		strcmp(expr + strlen(expr) - strlen(tail), tail) == 0)
 	{
-		char	   *seqname = pnstrdup(expr + strlen(head), strlen(expr) - strlen(head) - strlen(tail));
-		RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(seqname));
+		seqnames = stringToQualifiedNameList(pnstrdup(expr + strlen(head), strlen(expr) - strlen(head) - strlen(tail)));
+		rv = makeRangeVarFromNameList(seqnames);
+	}
+	if (!t->authenticated && (rv == NULL || list_length(seqnames) != 2 || strcmp(rv->schemaname, t->schema) != 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("the manifest is not authenticated: of its defaults, only a serial column's nextval() "
+						"of a sequence of the table's schema is recreated"),
+				 errdetail("%s The default is: %s", UNAUTHENTICATED_DETAIL, expr),
+				 errhint("Review the default and set it by hand (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT).")));
+	if (rv != NULL && rv->schemaname != NULL && !OidIsValid(RangeVarGetRelid(rv, NoLock, true)))
+	{
+		const char *as = strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 ||
+			strcmp(type, "bigint") == 0 ? psprintf(" AS %s", type) : "";
 
-		if (rv->schemaname != NULL && !OidIsValid(RangeVarGetRelid(rv, NoLock, true)))
-		{
-			const char *as = strcmp(type, "smallint") == 0 || strcmp(type, "integer") == 0 ||
-				strcmp(type, "bigint") == 0 ? psprintf(" AS %s", type) : "";
-
-			sql = psprintf("CREATE SEQUENCE %s%s", quote_qualified_identifier(rv->schemaname, rv->relname), as);
-			if (strcmp(rv->schemaname, t->schema) == 0)
-				sql = psprintf("%s OWNED BY %s.%s", sql, t->qualified, quote_identifier(column));
-			(void) one_statement(sql, T_CreateSeqStmt, "sequence");
-			run_ddl(sql);
-			add_item(&d->im->notes, psprintf("%s.%s", t->qualified, quote_identifier(column)), "note",
-					 psprintf("sequence %s created for the column's default; it starts at 1: move it past the "
-							  "restored rows (setval) before new rows use it",
-							  quote_qualified_identifier(rv->schemaname, rv->relname)));
-		}
+		sql = psprintf("CREATE SEQUENCE %s%s", quote_qualified_identifier(rv->schemaname, rv->relname), as);
+		if (strcmp(rv->schemaname, t->schema) == 0)
+			sql = psprintf("%s OWNED BY %s.%s", sql, t->qualified, quote_identifier(column));
+		(void) bo_restore_one_statement(sql, T_CreateSeqStmt, "sequence");
+		run_ddl(sql);
+		created = true;
+		add_item(&d->im->notes, psprintf("%s.%s", t->qualified, quote_identifier(column)), "note",
+				 psprintf("sequence %s created for the column's default; it starts at 1: move it past the "
+						  "restored rows (setval) before new rows use it",
+						  quote_qualified_identifier(rv->schemaname, rv->relname)));
+	}
+	if (!t->authenticated)
+	{
+		if (!created)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("the manifest is not authenticated, and sequence %s exists already: it is not the column's own",
+							quote_qualified_identifier(rv->schemaname, rv->relname)),
+					 errdetail("%s The default is: %s", UNAUTHENTICATED_DETAIL, expr),
+					 errhint("Review the default and set it by hand (ALTER TABLE ... ALTER COLUMN ... SET DEFAULT).")));
+		expr = psprintf("nextval(%s::regclass)",
+						quote_literal_cstr(quote_qualified_identifier(rv->schemaname, rv->relname)));
 	}
 	sql = psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s", t->qualified, quote_identifier(column), expr);
-	stmt = (AlterTableStmt *) one_statement(sql, T_AlterTableStmt, psprintf("default of column %s", column));
+	stmt = (AlterTableStmt *) bo_restore_one_statement(sql, T_AlterTableStmt, psprintf("default of column %s", column));
 	cmd = list_length(stmt->cmds) == 1 ? linitial(stmt->cmds) : NULL;
 	if (!is_table(stmt->relation, t) || cmd == NULL || cmd->subtype != AT_ColumnDefault ||
 		strcmp(cmd->name, column) != 0)
@@ -1129,14 +1354,29 @@ add_constraint_cb(void *arg)
 	char	   *type = bo_jstr(d->item, "type");
 	char	   *sql = psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", t->qualified, quote_identifier(name),
 							   bo_jstr(d->item, "definition"));
-	AlterTableStmt *stmt = (AlterTableStmt *) one_statement(sql, T_AlterTableStmt, psprintf("constraint %s", name));
+	AlterTableStmt *stmt = (AlterTableStmt *) bo_restore_one_statement(sql, T_AlterTableStmt, psprintf("constraint %s", name));
 	AlterTableCmd *cmd = list_length(stmt->cmds) == 1 ? linitial(stmt->cmds) : NULL;
 	Constraint *con = cmd && cmd->subtype == AT_AddConstraint && IsA(cmd->def, Constraint) ? (Constraint *) cmd->def : NULL;
 	ConstrType	want = type[0] == 'p' ? CONSTR_PRIMARY : type[0] == 'u' ? CONSTR_UNIQUE :
 		type[0] == 'c' ? CONSTR_CHECK : type[0] == 'x' ? CONSTR_EXCLUSION : CONSTR_FOREIGN;
+	ListCell   *lc;
 
 	if (!is_table(stmt->relation, t) || con == NULL || con->contype != want)
 		wrong_statement(psprintf("constraint %s", name), sql);
+	/* primary keys, unique constraints and foreign keys have no expressions */
+	if (!t->authenticated && want == CONSTR_CHECK)
+		check_expression(t->schema, t->name, con->raw_expr, EXPR_KIND_CHECK_CONSTRAINT, sql);
+	if (!t->authenticated && want == CONSTR_EXCLUSION)
+	{
+		foreach(lc, con->exclusions)
+		{
+			IndexElem  *elem = linitial((List *) lfirst(lc));
+
+			if (IsA(elem, IndexElem))
+				check_expression(t->schema, t->name, elem->expr, EXPR_KIND_INDEX_EXPRESSION, sql);
+		}
+		check_expression(t->schema, t->name, con->where_clause, EXPR_KIND_INDEX_PREDICATE, sql);
+	}
 	run_ddl(sql);
 }
 
@@ -1147,11 +1387,22 @@ create_index_cb(void *arg)
 	RepoDdl    *d = arg;
 	char	   *name = bo_jstr(d->item, "name");
 	char	   *sql = bo_jstr(d->item, "definition");
-	IndexStmt  *stmt = (IndexStmt *) one_statement(sql, T_IndexStmt, psprintf("index %s", name));
+	IndexStmt  *stmt = (IndexStmt *) bo_restore_one_statement(sql, T_IndexStmt, psprintf("index %s", name));
+	ListCell   *lc;
 
 	if (!is_table(stmt->relation, d->t) || stmt->idxname == NULL || strcmp(stmt->idxname, name) != 0 ||
 		stmt->concurrent || stmt->tableSpace != NULL)
 		wrong_statement(psprintf("index %s", name), sql);
+	if (!d->t->authenticated)
+	{
+		foreach(lc, stmt->indexParams)
+		{
+			IndexElem  *elem = lfirst(lc);
+
+			check_expression(d->t->schema, d->t->name, elem->expr, EXPR_KIND_INDEX_EXPRESSION, sql);
+		}
+		check_expression(d->t->schema, d->t->name, stmt->whereClause, EXPR_KIND_INDEX_PREDICATE, sql);
+	}
 	run_ddl(sql);
 }
 
@@ -1297,6 +1548,44 @@ table_flags(RepoConfig *c, const char *schema, const char *name, bool *phi, bool
 	}
 }
 
+/*
+ * May the importing role register table relid (named qualified) for
+ * entity type type?  Phase 2 runs as the extension's owner, for whom the
+ * registry's own check (has_table_privilege in entity_registry_guard) is
+ * always true: the caller's rights are checked here.  A registered table is
+ * backed up by the job worker and can be restored into a schema of the
+ * administrator's, so only tables the caller may read are registered, and
+ * never a system catalog, a table of a system schema or of the extension's
+ * own schema, or a relation that is not a table.  An error refuses the
+ * configuration (import_catalog reports it).
+ */
+static void
+check_registrable(RepoImport *im, Oid relid, const char *qualified, const char *type)
+{
+	Oid			nsp = get_rel_namespace(relid);
+	char	   *nspname = get_namespace_name(nsp);
+	char		relkind = get_rel_relkind(relid);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("%s, the table of entity type %s, is not a table", qualified, type),
+				 errhint("Only ordinary and partitioned tables are registered.")));
+	if (nspname == NULL || strncmp(nspname, "pg_", 3) == 0 || strcmp(nspname, "information_schema") == 0 ||
+		IsCatalogNamespace(nsp) || isAnyTempNamespace(nsp) || nsp == im->extension_schema)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("table %s of entity type %s is in a system schema: it is not registered", qualified, type),
+				 errhint("Only tables of ordinary schemas are registered; the manifest is not one backup_offline wrote.")));
+	if (pg_class_aclcheck(relid, im->caller_id, ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to register table %s for entity type %s: role \"%s\" may not read it",
+						qualified, type, im->caller),
+				 errhint("Only a role that can read a table may register it for backups: import as such a role, "
+						 "or grant SELECT on the table first.")));
+}
+
 /* the entity types of the configuration's newest manifest, registered when missing */
 static void
 register_entity_types(RepoConfigWork *w)
@@ -1309,16 +1598,26 @@ register_entity_types(RepoConfigWork *w)
 		JsonbContainer *e = ((JsonbValue *) lfirst(lc))->val.binary.data;
 		char	   *schema = bo_jstr(e, "schema");
 		char	   *name = bo_jstr(e, "name");
-		char	   *qualified = quote_qualified_identifier(schema, name);
+		char	   *qualified;
 		JsonbContainer *filters = bo_jcontainer(e, "filterColumns");
-		JsonbContainer *keys = bo_jcontainer(bo_jcontainer(e, "definition"), "primaryKey");
+		JsonbContainer *definition = bo_jcontainer(e, "definition");
+		JsonbContainer *keys = definition ? bo_jcontainer(definition, "primaryKey") : NULL;
+		List	   *types = string_elements(bo_jcontainer(e, "entityTypes"));
 		ListCell   *lc2;
 
-		foreach(lc2, string_elements(bo_jcontainer(e, "entityTypes")))
+		if (types == NIL)
+			continue;
+		if (schema == NULL || name == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("manifest \"%s\" names entity types of a table without a schema or name", c->newest->name)));
+		qualified = quote_qualified_identifier(schema, name);
+		foreach(lc2, types)
 		{
 			char	   *type = lfirst(lc2);
 			const char *args[13];
 			Oid			nsp;
+			Oid			relid;
 			bool		phi,
 						pii,
 						financial;
@@ -1332,20 +1631,32 @@ register_entity_types(RepoConfigWork *w)
 			{
 				char	   *registered = spi_value(0, 1);
 
+				/* its backups would cover another table than the repository's */
 				if (strcmp(registered, qualified) != 0)
-					add_item(&w->notes, type, "note",
-							 psprintf("entity type already registered for table %s; the manifest has %s", registered, qualified));
+					ereport(ERROR,
+							(errcode(ERRCODE_DUPLICATE_OBJECT),
+							 errmsg("entity type %s is registered for table %s, the repository's configuration has it for %s",
+									type, registered, qualified),
+							 errhint("Backups of the imported configuration would copy %s. Change the registry "
+									 "(or the configuration, once imported by hand) and import again.", registered)));
 				continue;
 			}
 			nsp = get_namespace_oid(schema, true);
-			if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid(name, nsp)))
+			relid = OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+			if (!OidIsValid(relid))
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_TABLE),
 						 errmsg("table %s of entity type %s does not exist", qualified, type),
 						 errdetail("It could not be created (see the problems of the table).")));
+			check_registrable(w->im, relid, qualified, type);
 			table_flags(c, schema, name, &phi, &pii, &financial);
 			args[2] = qualified;
 			/* without a primary key the manifest records no key columns: every copied column is the key */
+			if (keys == NULL && bo_jcontainer(e, "copyColumns") == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("manifest \"%s\" records neither a primary key nor the copied columns of table %s",
+								c->newest->name, qualified)));
 			args[3] = JsonbToCString(NULL, keys ? keys : bo_jcontainer(e, "copyColumns"), 64);
 			args[4] = filters ? bo_jstr(filters, "clientIds") : NULL;
 			args[5] = filters ? bo_jstr(filters, "caregiverIds") : NULL;
@@ -1386,7 +1697,7 @@ insert_configuration(RepoConfigWork *w)
 	RepoImport *im = w->im;
 	RepoConfig *c = w->c;
 	JsonbContainer *config = bo_jcontainer(&c->newest->manifest->root, "configuration");
-	const char *args[4];
+	const char *args[5];
 
 	args[0] = c->id;
 	spi_run("SELECT c.organization_id::text, c.name FROM backup_offline.backup_configuration c WHERE c.id = $1::uuid",
@@ -1416,23 +1727,29 @@ insert_configuration(RepoConfigWork *w)
 				 errmsg("another backup configuration \"%s\" exists in organization %s", c->name, c->organization_id),
 				 errhint("Rename it (update_backup_configuration) and import again.")));
 
-	/* the configuration as it was, writing to this destination, PAUSED */
+	/*
+	 * The configuration as it was, writing to this destination, PAUSED, in
+	 * the organization the caller was shown it for (read_manifest refused a
+	 * manifest whose configuration names another one).
+	 */
 	args[0] = JsonbToCString(NULL, config, 1024);
 	args[1] = im->storage_json;
 	args[2] = c->id;
 	args[3] = psprintf("imported from the repository by %s: resume it with set_backup_configuration_status(id, 'ACTIVE') "
 					   "once this cluster is the one that backs up", im->caller);
+	args[4] = c->organization_id;
 	spi_run("WITH v AS (SELECT backup_offline.configuration_apply("
-			"    $1::jsonb || jsonb_build_object('storageDestination', $2::jsonb, 'status', 'PAUSED'), NULL) AS r) "
+			"    $1::jsonb || jsonb_build_object('organizationId', $5::uuid, 'storageDestination', $2::jsonb, "
+			"                                    'status', 'PAUSED'), NULL) AS r) "
 			"INSERT INTO backup_offline.backup_configuration "
 			"  (id, organization_id, name, description, config_type, schedule, scope, retention, storage_destination, "
 			"   encryption_enabled, compression_enabled, integrity_check_enabled, checksum_algorithm, "
 			"   notification_settings, compliance_requirements, status, status_reason) "
-			"SELECT $3::uuid, (v.r).organization_id, (v.r).name, (v.r).description, (v.r).config_type, (v.r).schedule, "
+			"SELECT $3::uuid, $5::uuid, (v.r).name, (v.r).description, (v.r).config_type, (v.r).schedule, "
 			"       (v.r).scope, (v.r).retention, (v.r).storage_destination, (v.r).encryption_enabled, "
 			"       (v.r).compression_enabled, (v.r).integrity_check_enabled, (v.r).checksum_algorithm, "
 			"       (v.r).notification_settings, (v.r).compliance_requirements, 'PAUSED', $4 "
-			"  FROM v", 4, args);
+			"  FROM v", 5, args);
 	w->result = "imported";
 }
 
@@ -1443,7 +1760,7 @@ insert_snapshot_cb(void *arg)
 	RepoConfigWork *w = arg;
 	RepoImport *im = w->im;
 	RepoSnapshot *s = w->s;
-	const char *args[9];
+	const char *args[10];
 	const char *result;
 	char	   *catalog_number = NULL;
 
@@ -1479,13 +1796,14 @@ insert_snapshot_cb(void *arg)
 		args[6] = s->checksum;
 		args[7] = psprintf(UINT64_FORMAT, s->manifest_bytes);
 		args[8] = psprintf("backup_offline/%s/%s/", s->configuration_id, s->snapshot_id);
+		args[9] = w->c->organization_id;	/* the manifest's (plan_import) */
 		spi_run("WITH m AS (SELECT $2::jsonb AS j) "
 				"INSERT INTO backup_offline.backup_snapshot "
 				"  (id, organization_id, configuration_id, snapshot_number, backup_type, requested_type, status, "
 				"   status_reason, trigger, parent_snapshot_id, base_snapshot_id, requested_by, requested_by_user, "
 				"   created_at, started_at, snapshot_time, completed_at, consistency, storage_location, manifest, "
 				"   checksum, checksum_algorithm, encrypted, compressed, key_id, data_metrics) "
-				"SELECT (m.j->>'snapshotId')::uuid, (m.j->>'organizationId')::uuid, (m.j->>'configurationId')::uuid, "
+				"SELECT (m.j->>'snapshotId')::uuid, $10::uuid, (m.j->>'configurationId')::uuid, "
 				"       coalesce($3, 'BKP-' || lpad(nextval('backup_offline.backup_snapshot_number_seq')::text, 8, '0')), "
 				"       (m.j->>'backupType')::backup_offline.backup_type, "
 				"       coalesce(m.j->>'requestedType', m.j->>'backupType')::backup_offline.backup_type, "
@@ -1506,7 +1824,7 @@ insert_snapshot_cb(void *arg)
 				"       m.j->>'keyId', "
 				"       coalesce(m.j->'totals', '{}') || jsonb_build_object('manifestBytes', $8::bigint, "
 				"           'storedBytes', coalesce((m.j->'totals'->>'storedBytes')::bigint, 0) + $8::bigint) "
-				"  FROM m RETURNING snapshot_number", 9, args);
+				"  FROM m RETURNING snapshot_number", 10, args);
 		catalog_number = spi_value(0, 1);
 		w->imported++;
 		if (s->snapshot_time > w->last)
@@ -1554,6 +1872,11 @@ import_configuration_cb(void *arg)
 	RepoConfigWork *w = arg;
 	ListCell   *lc;
 
+	if (w->c->conflict != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("%s", w->c->conflict),
+				 errdetail("A configuration belongs to one organization; backup_offline writes it in every manifest.")));
 	register_entity_types(w);
 	insert_configuration(w);
 	foreach(lc, w->c->snapshots)
@@ -1604,8 +1927,13 @@ import_catalog(RepoImport *im)
 	{
 		RepoTable  *t = lfirst(lc);
 		char	   *recorded = bo_jstr(t->definition, "fingerprint");
+		Oid			relid;
 
 		if (!t->existed || recorded == NULL)
+			continue;
+		/* nothing about a table the caller may not read */
+		relid = get_relname_relid(t->name, get_namespace_oid(t->schema, false));
+		if (!OidIsValid(relid) || pg_class_aclcheck(relid, im->caller_id, ACL_SELECT) != ACLCHECK_OK)
 			continue;
 		args[0] = t->qualified;
 		spi_run("SELECT backup_offline.table_definition($1::regclass)->>'fingerprint'", 1, args);
@@ -1794,6 +2122,8 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	im.cxt = AllocSetContextCreate(caller_cxt, "import_repository", ALLOCSET_DEFAULT_SIZES);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	im.caller = GetUserNameFromId(save_userid, false);
+	im.caller_id = save_userid;
+	im.extension_schema = get_func_namespace(fcinfo->flinfo->fn_oid);
 	/* validated and confined as configurations' destinations are; NULL is an error there */
 	im.storage = bo_storage_open(PG_ARGISNULL(0) ? NULL : PG_GETARG_JSONB_P(0));
 	im.storage_json = JsonbToCString(NULL, &bo_storage_config(im.storage)->root, 256);

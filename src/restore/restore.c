@@ -294,12 +294,18 @@ name_taken(const char *schema, const char *name)
 typedef struct BoDdl
 {
 	const char *sql;
+	NodeTag		tag;			/* the one statement it must be */
+	const char *what;
 } BoDdl;
 
 static void
 run_ddl_cb(void *arg)
 {
-	bo_restore_exec(((BoDdl *) arg)->sql, 0, NULL, NULL);
+	BoDdl	   *d = arg;
+
+	/* the definition comes from a manifest: exactly the one statement meant, or nothing */
+	(void) bo_restore_one_statement(d->sql, d->tag, d->what);
+	bo_restore_exec(d->sql, 0, NULL, NULL);
 }
 
 /* a definition the restore could not recreate, for the metrics */
@@ -315,9 +321,9 @@ skip_definition(BoRestoreJob *job, const char *what, const char *why)
 }
 
 static void
-try_ddl(BoRestoreJob *job, const char *what, const char *sql)
+try_ddl(BoRestoreJob *job, const char *what, const char *sql, NodeTag tag)
 {
-	BoDdl		d = {sql};
+	BoDdl		d = {sql, tag, what};
 	char	   *error = bo_try_subtransaction(run_ddl_cb, &d);
 
 	if (error != NULL)
@@ -347,7 +353,7 @@ recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema
 							 quote_identifier(bo_jstr(c, "name")));
 	}
 	if (notnull.len > 0)
-		try_ddl(job, "NOT NULL columns", psprintf("ALTER TABLE %s%s", qualified, notnull.data));
+		try_ddl(job, "NOT NULL columns", psprintf("ALTER TABLE %s%s", qualified, notnull.data), T_AlterTableStmt);
 	foreach(lc, bo_jelements(bo_jcontainer(def, "constraints")))
 	{
 		JsonbContainer *c = ((JsonbValue *) lfirst(lc))->val.binary.data;
@@ -358,10 +364,10 @@ recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema
 			continue;
 		/* an index-backed constraint's name is taken (another table of the schema): let PostgreSQL name it */
 		if (type[0] != 'c' && name_taken(target_schema, cname))
-			try_ddl(job, cname, psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")));
+			try_ddl(job, cname, psprintf("ALTER TABLE %s ADD %s", qualified, bo_jstr(c, "definition")), T_AlterTableStmt);
 		else
 			try_ddl(job, cname, psprintf("ALTER TABLE %s ADD CONSTRAINT %s %s", qualified,
-										 quote_identifier(cname), bo_jstr(c, "definition")));
+										 quote_identifier(cname), bo_jstr(c, "definition")), T_AlterTableStmt);
 	}
 	foreach(lc, bo_jelements(bo_jcontainer(def, "indexes")))
 	{
@@ -395,9 +401,9 @@ recreate_definition(BoRestoreJob *job, JsonbContainer *entry, const char *schema
 		}
 		/* the index on the target (it lives in its table's schema), named by PostgreSQL when its name is taken */
 		if (name_taken(target_schema, iname))
-			try_ddl(job, iname, psprintf("%s ON %s %s", kind, qualified, rest));
+			try_ddl(job, iname, psprintf("%s ON %s %s", kind, qualified, rest), T_IndexStmt);
 		else
-			try_ddl(job, iname, psprintf("%s %s ON %s %s", kind, quote_identifier(iname), qualified, rest));
+			try_ddl(job, iname, psprintf("%s %s ON %s %s", kind, quote_identifier(iname), qualified, rest), T_IndexStmt);
 	}
 }
 

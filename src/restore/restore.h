@@ -13,6 +13,7 @@
 #define BACKUP_OFFLINE_RESTORE_H
 
 #include "lib/stringinfo.h"
+#include "nodes/nodes.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 
@@ -50,6 +51,9 @@ extern void bo_restore_as(const char *role, void (*fn) (void *), void *arg);
 extern void bo_restore_select(BoRestoreJob *job, JsonbContainer *entry, const char *qualified);
 extern bool bo_restore_digest_equal(JsonbContainer *entry, BoRowsDigest *got);
 extern char *bo_restore_scratch_schema(const char *owner);
+
+/* repository.c */
+extern Node *bo_restore_one_statement(const char *sql, NodeTag tag, const char *what);
 
 /* inplace.c */
 extern void bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain);

@@ -9,8 +9,18 @@
 -- Manifests are built as backup_offline writes them, with their trailing
 -- SHA-256 self-checksum.  The end-to-end path (real backups, encryption, a
 -- second cluster, restores) is test/scenario/restore_dr.sh.
+--
+-- A second repository (below "what a manifest may not make the import do")
+-- holds manifests a stranger could have written, since they are not
+-- encrypted: one naming a table the importing administrator may not read,
+-- one naming a system catalog, one whose configuration names another
+-- organization than the manifest, one with a default, checks and an index
+-- calling functions outside pg_catalog or volatile ones, one with a
+-- generated column, one whose entity type the registry maps to another
+-- table; and, in a third, one configuration whose two manifests name two
+-- organizations.
 BEGIN;
-SELECT plan(43);
+SELECT plan(54);
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -58,19 +68,22 @@ CREATE FUNCTION pg_temp.config_json(org uuid, name text, repo text) RETURNS json
 		'checksumAlgorithm', 'BLAKE3', 'notificationSettings', '{}'::jsonb, 'complianceRequirements', '[]'::jsonb,
 		'status', 'ACTIVE')
 $$;
--- a snapshot manifest as backup_offline writes it (no tables), with its self-checksum
-CREATE FUNCTION pg_temp.manifest(cfg uuid, snap uuid, org uuid, num text, parent uuid, name text, repo text)
+-- a snapshot manifest as backup_offline writes it (no tables unless given), with its
+-- self-checksum; config_org: another organization for its configuration
+CREATE FUNCTION pg_temp.manifest(cfg uuid, snap uuid, org uuid, num text, parent uuid, name text, repo text,
+								 tables jsonb DEFAULT '[]', config_org uuid DEFAULT NULL)
 RETURNS bytea LANGUAGE sql AS $$
 	WITH b AS (
 		SELECT '{"manifestVersion": 1, "format": "backup_offline snapshot manifest", "snapshotId": "' || snap
 			|| '", "snapshotNumber": "' || num || '", "backupType": "' || CASE WHEN parent IS NULL THEN 'FULL' ELSE 'INCREMENTAL' END
 			|| '", "parentSnapshotId": ' || coalesce('"' || parent || '"', 'null')
 			|| ', "baseSnapshotId": "' || coalesce(parent, snap) || '", "configurationId": "' || cfg
-			|| '", "organizationId": "' || org || '", "configuration": ' || pg_temp.config_json(org, name, repo)::text
+			|| '", "organizationId": "' || org || '", "configuration": ' || pg_temp.config_json(coalesce(config_org, org), name, repo)::text
 			|| ', "snapshotTime": "2025-02-01 10:00:00+00", "startedAt": "2025-02-01 09:59:59+00"'
 			|| ', "consistency": {"xmin": 1, "xmax": 1, "lsn": "0/0", "changeLsn": null}, "compression": "none"'
 			|| ', "encryption": "none", "keyId": null, "digestAlgorithm": "BLAKE3"'
-			|| ', "totals": {"tableCount": 0, "rowCount": 0, "objectCount": 0, "storedBytes": 0}, "tables": []' AS body)
+			|| ', "totals": {"tableCount": ' || jsonb_array_length(tables) || ', "rowCount": 0, "objectCount": 0, "storedBytes": 0}'
+			|| ', "tables": ' || tables::text AS body)
 	SELECT convert_to(body || ', "manifestChecksum": "' || encode(backup_offline.digest(convert_to(body, 'UTF8'), 'SHA256'), 'hex')
 					  || '"}' || E'\n', 'UTF8')
 	  FROM b
@@ -260,6 +273,147 @@ SELECT is(concat_ws(' ', :'report2'::jsonb->'snapshotsImported', :'report2'::jso
 				   :'report2'::jsonb->'configurations'->0->>'result'),
 	'0 1 existing', 'a second import skips the FULL and the configuration');
 SELECT is(pg_temp.catalog_state(), :'state1', 'and changes nothing (no row, no audit entry)');
+
+-- ---- what a manifest may not make the import do ------------------------------------
+\set cfg_s1 'c0000000-0000-4000-8000-0000000000e1'
+\set cfg_s2 'c0000000-0000-4000-8000-0000000000e2'
+\set cfg_s3 'c0000000-0000-4000-8000-0000000000e3'
+\set cfg_s4 'c0000000-0000-4000-8000-0000000000e4'
+\set cfg_s5 'c0000000-0000-4000-8000-0000000000e5'
+\set cfg_s6 'c0000000-0000-4000-8000-0000000000e6'
+\set snap_s1 '50000000-0000-4000-8000-0000000000e1'
+\set snap_s2 '50000000-0000-4000-8000-0000000000e2'
+\set snap_s3 '50000000-0000-4000-8000-0000000000e3'
+\set snap_s4 '50000000-0000-4000-8000-0000000000e4'
+\set snap_s5 '50000000-0000-4000-8000-0000000000e5'
+\set snap_s6 '50000000-0000-4000-8000-0000000000e6'
+SELECT :'repo' || '/strange' AS repo_s \gset
+SELECT jsonb_build_object('type', 'LOCAL_FILESYSTEM', 'path', :'repo_s') AS storage_s \gset
+
+-- a table the administrator may not read, functions outside pg_catalog it may call
+CREATE SCHEMA t_ri_secret;
+CREATE TABLE t_ri_secret.data (id bigint PRIMARY KEY, secret text);
+CREATE FUNCTION t_ri.evil() RETURNS text LANGUAGE sql AS $$ SELECT 'what the inserter may read' $$;
+CREATE FUNCTION t_ri.imm(text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper($1) $$;
+GRANT USAGE ON SCHEMA t_ri TO t_ri_adm;
+DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO t_ri_adm', current_database()); END $$;
+
+-- a manifest's table entry: entity type, definition (columns, constraints, indexes, primary key)
+CREATE FUNCTION pg_temp.entry(schema text, name text, entity text, columns jsonb, constraints jsonb DEFAULT '[]',
+							  indexes jsonb DEFAULT '[]', key jsonb DEFAULT '["id"]') RETURNS jsonb LANGUAGE sql AS $$
+	SELECT jsonb_build_array(jsonb_build_object('schema', schema, 'name', name, 'entityTypes', jsonb_build_array(entity),
+		'rowCount', 0, 'objects', '[]'::jsonb, 'copyColumns', (SELECT jsonb_agg(c->'name') FROM jsonb_array_elements(columns) c),
+		'definition', jsonb_build_object('schema', schema, 'name', name, 'persistence', 'permanent', 'columns', columns,
+			'constraints', constraints, 'indexes', indexes, 'primaryKey', key)))
+$$;
+SELECT pg_temp.put(:'cfg_s1', :'snap_s1', pg_temp.manifest(:'cfg_s1', :'snap_s1', :'org_a', 'BKP-00000301', NULL, 'RI S1', :'repo',
+	pg_temp.entry('t_ri_secret', 'data', 'RI_SECRET', '[{"name": "id", "type": "bigint", "notNull": true}, {"name": "secret", "type": "text"}]')),
+	:'repo_s');
+SELECT pg_temp.put(:'cfg_s2', :'snap_s2', pg_temp.manifest(:'cfg_s2', :'snap_s2', :'org_a', 'BKP-00000302', NULL, 'RI S2', :'repo',
+	pg_temp.entry('pg_catalog', 'pg_class', 'RI_PGCLASS', '[{"name": "oid", "type": "oid", "notNull": true}]', '[]', '[]', '["oid"]')),
+	:'repo_s');
+SELECT pg_temp.put(:'cfg_s3', :'snap_s3', pg_temp.manifest(:'cfg_s3', :'snap_s3', :'org_a', 'BKP-00000303', NULL, 'RI S3', :'repo',
+	'[]', :'org_b'), :'repo_s');
+SELECT pg_temp.put(:'cfg_s4', :'snap_s4', pg_temp.manifest(:'cfg_s4', :'snap_s4', :'org_a', 'BKP-00000304', NULL, 'RI S4', :'repo',
+	pg_temp.entry('t_ri_r3', 'unsafe', 'RI_UNSAFE',
+		$j$[{"name": "id", "type": "bigint", "notNull": true, "default": "nextval('t_ri_r3.unsafe_id_seq'::regclass)"},
+			{"name": "label", "type": "text", "default": "t_ri.evil()"},
+			{"name": "status", "type": "text", "default": "'ACTIVE'::text"},
+			{"name": "code", "type": "integer", "notNull": true, "identity": "BY DEFAULT"}]$j$,
+		$j$[{"name": "unsafe_pkey", "type": "p", "definition": "PRIMARY KEY (id)"},
+			{"name": "unsafe_id_check", "type": "c", "definition": "CHECK ((id > 0))"},
+			{"name": "unsafe_label_check", "type": "c", "definition": "CHECK ((t_ri.evil() IS NOT NULL))"},
+			{"name": "unsafe_read_check", "type": "c", "definition": "CHECK ((pg_read_file('/etc/hostname'::text) IS NOT NULL))"}]$j$,
+		$j$[{"name": "unsafe_lower_idx", "definition": "CREATE INDEX unsafe_lower_idx ON t_ri_r3.unsafe USING btree (lower(label))"},
+			{"name": "unsafe_imm_idx", "definition": "CREATE INDEX unsafe_imm_idx ON t_ri_r3.unsafe USING btree (t_ri.imm(label))"}]$j$)),
+	:'repo_s');
+SELECT pg_temp.put(:'cfg_s5', :'snap_s5', pg_temp.manifest(:'cfg_s5', :'snap_s5', :'org_a', 'BKP-00000305', NULL, 'RI S5', :'repo',
+	pg_temp.entry('t_ri_r3', 'gen', 'RI_GEN', '[{"name": "id", "type": "bigint", "notNull": true},
+		{"name": "twice", "type": "bigint", "generated": "(id * 2)"}]')), :'repo_s');
+SELECT pg_temp.put(:'cfg_s6', :'snap_s6', pg_temp.manifest(:'cfg_s6', :'snap_s6', :'org_a', 'BKP-00000306', NULL, 'RI S6', :'repo',
+	pg_temp.entry('t_ri_r5', 'items', 'RI_ITEM', '[{"name": "id", "type": "bigint", "notNull": true}]')), :'repo_s');
+
+SELECT is((SELECT problem FROM backup_offline.repository_snapshots(:'storage_s') WHERE snapshot_id = :'snap_s3'),
+	format('manifest "backup_offline/%s/%s/backup_manifest" is of organization %s, its configuration of %s '
+		   '(backup_offline writes the same organization in both places.)', :'cfg_s3', :'snap_s3', :'org_a', :'org_b'),
+	'a manifest whose configuration names another organization than the manifest does not verify');
+
+SET LOCAL ROLE t_ri_adm;
+SET LOCAL backup_offline.organization_id = :'org_a';
+SELECT backup_offline.import_repository(:'storage_s') AS report_s \gset
+RESET backup_offline.organization_id;
+RESET ROLE;
+-- the report's problems of an object, each up to its detail
+CREATE FUNCTION pg_temp.problems(report jsonb, object text) RETURNS text LANGUAGE sql AS $$
+	SELECT string_agg(split_part(split_part(p->>'problem', ' (The repository is not encrypted', 1), ' (It could not', 1), ' | '
+					  ORDER BY p->>'problem')
+	  FROM jsonb_array_elements(report->'problems') p WHERE p->>'object' = object
+$$;
+SELECT is((SELECT string_agg(c->>'name' || ' ' || (c->>'result'), ', ' ORDER BY c->>'name')
+			 FROM jsonb_array_elements(:'report_s'::jsonb->'configurations') c)
+		   || ' / ' || (:'report_s'::jsonb->'otherOrganizations'),
+	'RI S1 not imported, RI S2 not imported, RI S4 imported, RI S5 not imported, RI S6 not imported / 1',
+	'the import of the strange repository: only the configuration whose definitions could be made safe is imported');
+SELECT is(concat_ws(' / ', pg_temp.problems(:'report_s', format('configuration %s ("RI S1")', :'cfg_s1')),
+				  (SELECT count(*) FROM backup_offline.entity_registry WHERE entity_type = 'RI_SECRET')),
+	'not imported, nor its snapshots: permission denied to register table t_ri_secret.data for entity type RI_SECRET: '
+	'role "t_ri_adm" may not read it / 0',
+	'a table the importing administrator may not read is not registered (the caller''s rights count, not the extension owner''s), and its configuration is not imported');
+SELECT is(concat_ws(' / ', pg_temp.problems(:'report_s', format('configuration %s ("RI S2")', :'cfg_s2')),
+				  (SELECT count(*) FROM backup_offline.entity_registry WHERE entity_type = 'RI_PGCLASS')),
+	'not imported, nor its snapshots: table pg_catalog.pg_class of entity type RI_PGCLASS is in a system schema: it is not registered / 0',
+	'a system catalog, even one the administrator may read, is never registered');
+SELECT is((SELECT count(*) FROM backup_offline.backup_configuration WHERE id = :'cfg_s3'), 0::bigint,
+	'the configuration whose organization differs from its manifest''s is not imported');
+SELECT is((SELECT string_agg(a.attname || ' ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
+							 || CASE WHEN a.attidentity <> '' THEN ' identity' ELSE '' END, ', ' ORDER BY a.attnum)
+			 FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+			WHERE a.attrelid = to_regclass('t_ri_r3.unsafe') AND a.attnum > 0),
+	'id nextval(''t_ri_r3.unsafe_id_seq''::regclass), label -, status -, code - identity',
+	'from a manifest that is not authenticated: the serial''s default and the identity are recreated, no other default (t_ri.evil(), not even a constant)');
+SELECT is((SELECT string_agg(x, ', ' ORDER BY x) FROM (
+			SELECT conname::text FROM pg_constraint WHERE conrelid = to_regclass('t_ri_r3.unsafe')
+			UNION ALL SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			 WHERE i.indrelid = to_regclass('t_ri_r3.unsafe') AND NOT i.indisprimary) y(x)),
+	'unsafe_id_check, unsafe_lower_idx, unsafe_pkey',
+	'and only the check constraint and the index that call nothing but pg_catalog functions that are not volatile');
+SELECT is(pg_temp.problems(:'report_s', 't_ri_r3.unsafe'),
+	'constraint unsafe_label_check not recreated: it calls t_ri.evil(), and the manifest is not authenticated | '
+	'constraint unsafe_read_check not recreated: it calls pg_read_file(text) (volatile), and the manifest is not authenticated | '
+	'index unsafe_imm_idx not recreated: it calls t_ri.imm(text), and the manifest is not authenticated | '
+	'the default of column label not recreated: the manifest is not authenticated: of its defaults, only a serial column''s '
+	'nextval() of a sequence of the table''s schema is recreated | '
+	'the default of column status not recreated: the manifest is not authenticated: of its defaults, only a serial column''s '
+	'nextval() of a sequence of the table''s schema is recreated',
+	'each definition left out is a problem of the report');
+SELECT is(concat_ws(' / ', to_regclass('t_ri_r3.gen'), pg_temp.problems(:'report_s', 't_ri_r3.gen'),
+				  pg_temp.problems(:'report_s', format('configuration %s ("RI S5")', :'cfg_s5'))),
+	'table t_ri_r3.gen not recreated: column twice is generated, and the manifest is not authenticated / '
+	'not imported, nor its snapshots: table t_ri_r3.gen of entity type RI_GEN does not exist',
+	'a table with a generated column is not created from a manifest that is not authenticated, nor its configuration imported');
+SELECT is(concat_ws(' / ', pg_temp.problems(:'report_s', format('configuration %s ("RI S6")', :'cfg_s6')),
+				  (SELECT string_agg(table_name::text, ', ') FROM backup_offline.entity_registry WHERE entity_type = 'RI_ITEM')),
+	'not imported, nor its snapshots: entity type RI_ITEM is registered for table t_ri.items, the repository''s configuration '
+	'has it for t_ri_r5.items / t_ri.items',
+	'an entity type the registry maps to another table: the configuration is not imported (its backups would copy another table)');
+
+-- a configuration whose manifests disagree about its organization: imported by a role that
+-- sees both, it is not imported (its row would take one, its snapshots each their own)
+\set snap_s7 '50000000-0000-4000-8000-0000000000e7'
+\set snap_s8 '50000000-0000-4000-8000-0000000000e8'
+SELECT jsonb_build_object('type', 'LOCAL_FILESYSTEM', 'path', :'repo' || '/twoorgs') AS storage_t \gset
+SELECT pg_temp.put(:'cfg_s1', :'snap_s7', pg_temp.manifest(:'cfg_s1', :'snap_s7', :'org_a', 'BKP-00000307', NULL, 'RI S7', :'repo'),
+	:'repo' || '/twoorgs');
+SELECT pg_temp.put(:'cfg_s1', :'snap_s8', pg_temp.manifest(:'cfg_s1', :'snap_s8', :'org_b', 'BKP-00000308', :'snap_s7', 'RI S7', :'repo'),
+	:'repo' || '/twoorgs');
+SELECT backup_offline.import_repository(:'storage_t') AS report_t \gset
+SELECT is(concat_ws(' / ', :'report_t'::jsonb->'configurations'->0->>'result',
+				  pg_temp.problems(:'report_t', format('configuration %s ("RI S7")', :'cfg_s1')),
+				  (SELECT count(*) FROM backup_offline.backup_snapshot WHERE id IN (:'snap_s7', :'snap_s8'))),
+	format('not imported / not imported, nor its snapshots: its manifests name two organizations, %s (the oldest) and %s '
+		   '(snapshot BKP-00000308) (A configuration belongs to one organization; backup_offline writes it in every manifest.) / 0',
+		   :'org_a', :'org_b'),
+	'a configuration whose manifests name two organizations is not imported');
 
 -- ---- the guard and the flag ---------------------------------------------------------
 SELECT throws_ok(format($$INSERT INTO backup_offline.backup_snapshot (organization_id, configuration_id, backup_type, requested_type,

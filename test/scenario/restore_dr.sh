@@ -29,7 +29,10 @@
 #   * import_repository as a non-superuser administrator: creates the three
 #     tables (their table_definition fingerprints equal A's: columns, NOT
 #     NULL, defaults with the serial's sequence, identity, check, unique and
-#     foreign key constraints, indexes), registers the three entity types as
+#     foreign key constraints, indexes: the manifests are encrypted, so
+#     authenticated, and their definitions are recreated as they are, with
+#     no problem reported; what an unencrypted manifest may not recreate is
+#     test/pgtap/repository_errors.sql), registers the three entity types as
 #     A had them, the configuration (same id, PAUSED, created by that role)
 #     and the two snapshots (same ids, numbers and chain, COMPLETED, the
 #     manifest and checksum equal to A's catalog); the damaged and forged
