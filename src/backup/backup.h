@@ -176,6 +176,7 @@ extern void bo_row_hash(const char *data, size_t len, uint8 *out);
 extern void bo_rows_digest_add(BoRowsDigest *d, const char *data, size_t len);
 extern void bo_rows_digest_add_hash(BoRowsDigest *d, const uint8 *h);
 extern void bo_rows_digest_sub_hash(BoRowsDigest *d, const uint8 *h);
+extern void bo_rows_digest_merge(BoRowsDigest *d, const BoRowsDigest *from);
 extern char *bo_rows_digest_hex(const BoRowsDigest *d);
 extern bool bo_rows_digest_parse(const char *text, uint64 count, BoRowsDigest *d);
 
@@ -235,6 +236,9 @@ extern JsonbContainer *bo_manifest_table(Jsonb *manifest, const char *schema, co
 extern BoRowFormat bo_entry_format(JsonbContainer *entry, const char *schema, const char *name);
 extern void bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
 								 const char *target_schema, const char *target);
+extern void bo_materialize_table_digest(BoStorage *storage, List *chain, const char *schema,
+										const char *name, const char *target_schema,
+										const char *target, BoRowsDigest *out);
 extern void bo_table_rows_digest(Oid relid, BoRowFormat format, Snapshot source, BoRowsDigest *out);
 extern List *bo_chain_manifests(const char *snapshot_id);
 

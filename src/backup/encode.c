@@ -406,6 +406,17 @@ bo_rows_digest_sub_hash(BoRowsDigest *d, const uint8 *h)
 	d->count--;
 }
 
+/* add the rows of digest from to d (the digest of both sets of rows) */
+void
+bo_rows_digest_merge(BoRowsDigest *d, const BoRowsDigest *from)
+{
+	uint64		sum = d->lo + from->lo;
+
+	d->hi += from->hi + (sum < d->lo ? 1 : 0);
+	d->lo = sum;
+	d->count += from->count;
+}
+
 void
 bo_rows_digest_add(BoRowsDigest *d, const char *data, size_t len)
 {

@@ -12,9 +12,10 @@
  *			   the manifest; the stored manifest's self-checksum, and that it
  *			   is the catalog's manifest.
  *	restore    decrypt, then the snapshot's chain materialised into a
- *			   scratch schema (bo_materialize_table: COPY FROM the stored
- *			   streams), each table's row count and rows digest compared
- *			   with the manifest; the schema is dropped again.
+ *			   scratch schema (bo_materialize_table_digest: the stored COPY
+ *			   streams loaded, each row digested as it is inserted), each
+ *			   table's row count and rows digest compared with the
+ *			   manifest; the schema is dropped again.
  *
  * Damage is reported in the result (valid false, problems[]), not raised,
  * and recorded on the snapshot: COMPLETED becomes CORRUPTED, and a
@@ -31,6 +32,7 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/parallel.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -40,12 +42,16 @@
 #include "commands/copy.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/paths.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "parser/parse_type.h"
 #include "parser/scansup.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
 #include "utils/acl.h"
 #include "utils/rls.h"
 #include "utils/builtins.h"
@@ -134,6 +140,34 @@ bo_jelements(JsonbContainer *array)
 
 /* ---------------------------------------------------------------------
  * Materialisation
+ *
+ * A table of a chain is created from the manifest (create_table_from_entry)
+ * and filled from its stored COPY streams by a loader that does what COPY
+ * FROM does for a table without indexes, triggers, defaults or constraints
+ * other than NOT NULL (which a table being materialised is): the server's
+ * COPY parser with the columns' receive or input functions (NextCopyFrom),
+ * the NOT NULL check, then table_multi_insert in batches through one
+ * bulk-insert state.  Inserting here, rather than
+ * through CopyFrom, lets the loader encode each row as it goes in, with the
+ * backups' encoder, and add it to a rows digest: the digest
+ * bo_table_rows_digest computes by reading the table back (the values
+ * encoded are the values stored), without that second scan, which also
+ * detoasts and decompresses every long value.  The rows an incremental
+ * deletes are deleted with RETURNING, their images encoded and subtracted
+ * (the digest is a sum), so the digest is that of the table as it ends.
+ *
+ * For speed, a materialised table differs from its source in two ways that
+ * its rows do not show:
+ *	- its TOASTable columns are created with COMPRESSION lz4 when the
+ *	  server has lz4 (pglz compressing long values was most of the load's
+ *	  time); the source's columns usually take the server's default, pglz;
+ *	- its rows are inserted frozen, as COPY FREEZE does: the table was
+ *	  created in the current subtransaction, so they vanish with it on an
+ *	  error; its pages are all-visible from the start, and nothing needs to
+ *	  set hint bits on its rows or freeze them later.  As with COPY FREEZE,
+ *	  a transaction whose snapshot predates the commit that creates the
+ *	  table sees its rows once the table is committed (it would otherwise
+ *	  see an empty table).
  * ---------------------------------------------------------------------
  */
 
@@ -156,37 +190,259 @@ copy_source_read(void *outbuf, int minread, int maxread)
 	return got;
 }
 
-/* COPY the stored stream "name" into rel */
-static uint64
-copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat format,
-				 const char *encoding)
-{
-	ParseState *pstate = make_parsestate(NULL);
-	List	   *options = NIL;
-	CopyFromState cstate;
-	uint64		rows;
+/* the rows of one table_multi_insert: COPY FROM's limits */
+#define BO_LOAD_BATCH_ROWS 1000
+#define BO_LOAD_BATCH_BYTES 65535
 
-	/*
-	 * Text in the source's server encoding: the ENCODING option of a text
-	 * COPY; for binary COPY, whose receive functions convert from the client
-	 * encoding, the client encoding (restored by the caller's GUC level).
-	 */
+/* loading rows into one table, and digesting them */
+typedef struct BoLoader
+{
+	Relation	rel;
+	CommandId	cid;
+	int			options;		/* table_multi_insert options */
+	BulkInsertState bistate;
+	MemoryContext cxt;			/* the loader's, deleted at the end */
+	MemoryContext rowcxt;		/* the parsed row, reset per row */
+	MemoryContext batchcxt;		/* inserting a batch (toasting), reset per batch */
+	TupleTableSlot *slots[BO_LOAD_BATCH_ROWS];
+	int			nslots;			/* made */
+	int			nused;			/* holding the batch's rows */
+	Size		bytes;			/* the batch's tuple bytes */
+	BoRowsDigest *digest;		/* NULL: no digest */
+	BoRowEncoder enc;			/* the digest's encoder */
+} BoLoader;
+
+/*
+ * A row's NULLs against the NOT NULL columns of tupdesc, as the executor
+ * checks them: the loaders insert below the executor.
+ */
+static void
+check_not_null(TupleDesc tupdesc, const bool *nulls, const char *relname)
+{
+	int			i;
+
+	if (tupdesc->constr == NULL || !tupdesc->constr->has_not_null)
+		return;
+	for (i = 0; i < tupdesc->natts; i++)
+		if (nulls[i] && TupleDescAttr(tupdesc, i)->attnotnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_NOT_NULL_VIOLATION),
+					 errmsg("null value in column \"%s\" of relation \"%s\" violates not-null constraint",
+							NameStr(TupleDescAttr(tupdesc, i)->attname), relname)));
+}
+
+/*
+ * Start loading rows into rel (created in this transaction; no indexes,
+ * triggers, defaults or constraints but NOT NULL, which the loaders check);
+ * with digest, every row loaded is encoded as format and added to it.
+ */
+static void
+loader_begin(BoLoader *l, Relation rel, BoRowFormat format, BoRowsDigest *digest)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	MemoryContext old;
+
+	if (rel->rd_rel->relhasindex || rel->trigdesc != NULL ||
+		(constr != NULL && (constr->num_defval > 0 || constr->num_check > 0 ||
+							constr->has_generated_stored || constr->missing != NULL)))
+		elog(ERROR, "table \"%s\" to load has indexes, triggers, defaults or constraints",
+			 RelationGetRelationName(rel));
+	memset(l, 0, sizeof(*l));
+	l->rel = rel;
+	l->cid = GetCurrentCommandId(true);
+	/* as COPY FROM: a new file has no free space worth looking up */
+	if (rel->rd_createSubid != InvalidSubTransactionId ||
+		rel->rd_firstRelfilenodeSubid != InvalidSubTransactionId)
+		l->options |= TABLE_INSERT_SKIP_FSM;
+	/* as COPY FREEZE: the table goes away with this subtransaction if it fails */
+	if (rel->rd_createSubid == GetCurrentSubTransactionId() ||
+		rel->rd_newRelfilenodeSubid == GetCurrentSubTransactionId())
+		l->options |= TABLE_INSERT_FROZEN;
+	l->cxt = AllocSetContextCreate(CurrentMemoryContext, "materialise table", ALLOCSET_DEFAULT_SIZES);
+	l->rowcxt = AllocSetContextCreate(l->cxt, "materialise row", ALLOCSET_DEFAULT_SIZES);
+	l->batchcxt = AllocSetContextCreate(l->cxt, "materialise batch", ALLOCSET_DEFAULT_SIZES);
+	l->bistate = GetBulkInsertState();
+	l->digest = digest;
+	if (digest != NULL)
+	{
+		old = MemoryContextSwitchTo(l->cxt);
+		bo_row_encoder_init(&l->enc, RelationGetDescr(rel), format, NIL);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/* insert the batch */
+static void
+loader_flush(BoLoader *l)
+{
+	MemoryContext old;
+	int			i;
+
+	if (l->nused == 0)
+		return;
+	old = MemoryContextSwitchTo(l->batchcxt);
+	table_multi_insert(l->rel, l->slots, l->nused, l->cid, l->options, l->bistate);
+	MemoryContextSwitchTo(old);
+	for (i = 0; i < l->nused; i++)
+		ExecClearTuple(l->slots[i]);
+	MemoryContextReset(l->batchcxt);
+	l->nused = 0;
+	l->bytes = 0;
+}
+
+/* the empty slot for the batch's next row */
+static TupleTableSlot *
+loader_slot(BoLoader *l)
+{
+	TupleTableSlot *slot;
+
+	CHECK_FOR_INTERRUPTS();
+	if (l->nused == l->nslots)
+	{
+		MemoryContext old = MemoryContextSwitchTo(l->cxt);
+
+		l->slots[l->nslots++] = MakeSingleTupleTableSlot(RelationGetDescr(l->rel), &TTSOpsHeapTuple);
+		MemoryContextSwitchTo(old);
+	}
+	slot = l->slots[l->nused];
+	ExecClearTuple(slot);
+	return slot;
+}
+
+/* add the row of slot (its values deformed) to the digest */
+static void
+loader_digest(BoLoader *l, TupleTableSlot *slot)
+{
+	if (l->digest != NULL)
+	{
+		bo_row_encode(&l->enc, slot->tts_values, slot->tts_isnull);
+		bo_rows_digest_add(l->digest, l->enc.row.data, l->enc.row.len);
+	}
+}
+
+/* the batch's next slot holds a row of len bytes: insert the batch when full */
+static void
+loader_keep(BoLoader *l, Size len)
+{
+	l->bytes += len;
+	if (++l->nused == BO_LOAD_BATCH_ROWS || l->bytes >= BO_LOAD_BATCH_BYTES)
+		loader_flush(l);
+}
+
+/* parse the next row of cstate, digest it and add it to the batch; false at the end */
+static bool
+loader_row(void *arg, CopyFromState cstate)
+{
+	BoLoader   *l = arg;
+	TupleTableSlot *slot = loader_slot(l);
+	HeapTuple	tuple;
+	MemoryContext old;
+
+	MemoryContextReset(l->rowcxt);
+	old = MemoryContextSwitchTo(l->rowcxt);
+	if (!NextCopyFrom(cstate, NULL, slot->tts_values, slot->tts_isnull))
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	check_not_null(RelationGetDescr(l->rel), slot->tts_isnull, RelationGetRelationName(l->rel));
+	ExecStoreVirtualTuple(slot);
+	loader_digest(l, slot);
+	/* the row as a tuple in the slot's own memory, kept until the batch is inserted */
+	tuple = ExecFetchSlotHeapTuple(slot, true, NULL);
+	MemoryContextSwitchTo(old);
+	loader_keep(l, tuple->t_len);
+	return true;
+}
+
+/* add a row formed elsewhere (a tuple's t_len bytes), digested unless digested already */
+static void
+loader_tuple(BoLoader *l, const void *data, Size len, bool digested)
+{
+	TupleTableSlot *slot = loader_slot(l);
+	HeapTuple	tuple;
+
+	/* in one chunk of the slot's memory: the slot frees it when cleared */
+	tuple = MemoryContextAlloc(slot->tts_mcxt, HEAPTUPLESIZE + len);
+	tuple->t_len = len;
+	ItemPointerSetInvalid(&tuple->t_self);
+	tuple->t_tableOid = InvalidOid;
+	tuple->t_data = (HeapTupleHeader) ((char *) tuple + HEAPTUPLESIZE);
+	memcpy(tuple->t_data, data, len);
+	if (HeapTupleHeaderGetNatts(tuple->t_data) > RelationGetDescr(l->rel)->natts)
+		elog(ERROR, "a parallel loader sent a row with %d columns for table \"%s\"",
+			 HeapTupleHeaderGetNatts(tuple->t_data), RelationGetRelationName(l->rel));
+	ExecStoreHeapTuple(tuple, slot, true);
+	if (l->digest != NULL && !digested)
+	{
+		slot_getallattrs(slot);
+		loader_digest(l, slot);
+	}
+	loader_keep(l, len);
+}
+
+/* insert what is left and release the loader */
+static void
+loader_end(BoLoader *l)
+{
+	int			i;
+
+	loader_flush(l);
+	FreeBulkInsertState(l->bistate);
+	table_finish_bulk_insert(l->rel, l->options);
+	for (i = 0; i < l->nslots; i++)
+		ExecDropSingleTupleTableSlot(l->slots[i]);
+	MemoryContextDelete(l->cxt);
+}
+
+/*
+ * The COPY options of a stored stream of that format in the source's server
+ * encoding: the ENCODING option of a text COPY; for binary COPY, whose
+ * receive functions convert text from the client encoding, the client
+ * encoding is set to it (set_client_encoding; the caller's GUC level
+ * restores it).
+ */
+static List *
+copy_options(BoRowFormat format, const char *encoding, bool set_client_encoding)
+{
+	List	   *options = NIL;
+
 	if (format == BO_ROW_BINARY)
 	{
 		options = lappend(options, makeDefElem("format", (Node *) makeString("binary"), -1));
-		if (encoding != NULL)
+		if (encoding != NULL && set_client_encoding)
 			SetConfigOption("client_encoding", encoding, PGC_SUSET, PGC_S_SESSION);
 	}
 	else if (encoding != NULL)
 		options = lappend(options, makeDefElem("encoding", (Node *) makeString(pstrdup(encoding)), -1));
+	return options;
+}
+
+/* what to do with each row of a stream; false at its end */
+typedef bool (*BoRowFn) (void *arg, CopyFromState cstate);
+
+/* the server's COPY FROM parser over the stored stream "name", for rel: fn on every row */
+static void
+read_stream(BoStorage *storage, const char *name, Relation rel, List *options, BoRowFn fn, void *arg)
+{
+	ParseState *pstate = make_parsestate(NULL);
+	CopyFromState cstate;
+	ErrorContextCallback errcallback;
 
 	/* as logical replication's table sync does: COPY FROM needs the range table */
-	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
+	(void) addRangeTableEntryForRelation(pstate, rel, AccessShareLock, NULL, false, false);
 	copy_source = bo_archive_reader_open(storage, name, NULL);
 	PG_TRY();
 	{
 		cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_source_read, NIL, options);
-		rows = CopyFrom(cstate);
+		/* errors name the row and column, as COPY FROM's do */
+		errcallback.callback = CopyFromErrorCallback;
+		errcallback.arg = (void *) cstate;
+		errcallback.previous = error_context_stack;
+		error_context_stack = &errcallback;
+		while (fn(arg, cstate))
+			;
+		error_context_stack = errcallback.previous;
 		EndCopyFrom(cstate);
 		bo_archive_reader_close(copy_source);
 	}
@@ -196,20 +452,297 @@ copy_object_into(BoStorage *storage, const char *name, Relation rel, BoRowFormat
 	}
 	PG_END_TRY();
 	free_parsestate(pstate);
-	return rows;
+}
+
+/* ---------------------------------------------------------------------
+ * The parallel loader
+ *
+ * Parsing a stream (reading, decrypting and decompressing it, then every
+ * value's receive or input function: jsonb's is the dearest) costs about
+ * as much as digesting and inserting its rows.  For a large stream the
+ * loader therefore starts one parallel worker (a ParallelContext; the
+ * restore job and verify_snapshot run in a transaction like any query)
+ * that parses the streams and sends each row, formed as a heap tuple,
+ * through a shared memory queue; the leader inserts them as they come.
+ * Each row is digested once, before it is formed, by whichever process
+ * has time: the worker digests the rows it sends while the queue holds
+ * more than half its size of rows the leader has not taken (the leader is
+ * behind), the leader the others (the message says which); the worker's
+ * share of the digest comes with its last message.  Either way the values
+ * encoded are those of the tuple the leader inserts, as when the leader
+ * parses itself.  The worker reads the table's definition only; the
+ * leader, in parallel mode while the worker runs, only inserts (as
+ * parallel CREATE TABLE AS does).  An error in the worker is raised in the
+ * leader.
+ *
+ * Used when max_parallel_maintenance_workers > 0, the streams hold at
+ * least min_parallel_table_scan_size bytes of plaintext, the table is not
+ * temporary (the keys an incremental deletes), a worker can be had, and
+ * the source's server encoding is this database's (a parallel worker's
+ * client encoding is the database's); else the leader parses.
+ * ---------------------------------------------------------------------
+ */
+
+/* shared memory keys of a parallel load */
+#define BO_LOAD_KEY_SHARED		UINT64CONST(0xB0AD000000000001)
+#define BO_LOAD_KEY_STORAGE		UINT64CONST(0xB0AD000000000002)
+#define BO_LOAD_KEY_OBJECTS		UINT64CONST(0xB0AD000000000003)
+#define BO_LOAD_KEY_QUEUE		UINT64CONST(0xB0AD000000000004)
+
+/* the queue the worker's rows go through */
+#define BO_LOAD_QUEUE_SIZE		(2 * 1024 * 1024)
+
+/* what the worker is told, besides the storage (JSON) and the object names */
+typedef struct BoLoadShared
+{
+	Oid			relid;			/* the table: its columns, for the parser */
+	BoRowFormat format;
+	int			nobjects;
+	char		encoding[NAMEDATALEN];	/* the source's server encoding */
+	bool		digest;			/* digest rows (as digest_format) */
+	BoRowFormat digest_format;
+	pg_atomic_uint64 taken;		/* message bytes the leader has taken */
+} BoLoadShared;
+
+/* the first byte of a message: what follows */
+#define BO_LOAD_ROW			'r'	/* a tuple */
+#define BO_LOAD_ROW_DIGESTED 'd'	/* a tuple the worker has digested */
+#define BO_LOAD_END			'e'	/* the worker's share of the digest; the end */
+
+/* the worker's state */
+typedef struct BoLoadWorker
+{
+	shm_mq_handle *mqh;
+	BoLoadShared *shared;
+	TupleDesc	tupdesc;
+	const char *relname;
+	Datum	   *values;
+	bool	   *nulls;
+	MemoryContext rowcxt;		/* reset per row */
+	uint64		sent;			/* message bytes */
+	BoRowEncoder enc;			/* when shared->digest */
+	BoRowsDigest digest;		/* of the rows the worker digested */
+} BoLoadWorker;
+
+PGDLLEXPORT void bo_load_worker_main(dsm_segment *seg, shm_toc *toc);
+
+/* in the worker: parse the next row of cstate and send it formed; false at the end */
+static bool
+worker_row(void *arg, CopyFromState cstate)
+{
+	BoLoadWorker *w = arg;
+	HeapTuple	tuple;
+	MemoryContext old;
+	char		kind;
+	shm_mq_iovec iov[2];
+
+	CHECK_FOR_INTERRUPTS();
+	MemoryContextReset(w->rowcxt);
+	old = MemoryContextSwitchTo(w->rowcxt);
+	if (!NextCopyFrom(cstate, NULL, w->values, w->nulls))
+	{
+		MemoryContextSwitchTo(old);
+		return false;
+	}
+	check_not_null(w->tupdesc, w->nulls, w->relname);
+	/* the leader is behind: digest the row here */
+	kind = BO_LOAD_ROW;
+	if (w->shared->digest &&
+		w->sent - pg_atomic_read_u64(&w->shared->taken) > BO_LOAD_QUEUE_SIZE / 2)
+	{
+		bo_row_encode(&w->enc, w->values, w->nulls);
+		bo_rows_digest_add(&w->digest, w->enc.row.data, w->enc.row.len);
+		kind = BO_LOAD_ROW_DIGESTED;
+	}
+	tuple = heap_form_tuple(w->tupdesc, w->values, w->nulls);
+	MemoryContextSwitchTo(old);
+	iov[0].data = &kind;
+	iov[0].len = 1;
+	iov[1].data = (char *) tuple->t_data;
+	iov[1].len = tuple->t_len;
+	/* counted first: never less than what the leader has taken */
+	w->sent += 1 + tuple->t_len;
+	if (shm_mq_sendv(w->mqh, iov, 2, false, false) != SHM_MQ_SUCCESS)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("the materialisation stopped taking rows")));
+	return true;
 }
 
 /*
- * Create table "schema"."name" with the copied columns of a manifest table
- * entry (their names, types and collations; no constraints).
+ * The parallel worker's entry point: parse every object named in the
+ * shared memory and send its rows, then its share of the digest (which
+ * ends them).
  */
+void
+bo_load_worker_main(dsm_segment *seg, shm_toc *toc)
+{
+	BoLoadShared *shared = shm_toc_lookup(toc, BO_LOAD_KEY_SHARED, false);
+	char	   *storage_json = shm_toc_lookup(toc, BO_LOAD_KEY_STORAGE, false);
+	char	   *name = shm_toc_lookup(toc, BO_LOAD_KEY_OBJECTS, false);
+	shm_mq	   *mq = shm_toc_lookup(toc, BO_LOAD_KEY_QUEUE, false);
+	BoLoadWorker w;
+	BoStorage  *storage;
+	Relation	rel;
+	List	   *options;
+	int			i;
+	char		end[1 + sizeof(BoRowsDigest)];
+
+	memset(&w, 0, sizeof(w));
+	shm_mq_set_sender(mq, MyProc);
+	w.mqh = shm_mq_attach(mq, seg, NULL);
+	w.shared = shared;
+	rel = table_open(shared->relid, AccessShareLock);
+	w.tupdesc = RelationGetDescr(rel);
+	w.relname = RelationGetRelationName(rel);
+	if (shared->digest)
+		bo_row_encoder_init(&w.enc, w.tupdesc, shared->digest_format, NIL);
+	w.values = palloc(sizeof(Datum) * Max(w.tupdesc->natts, 1));
+	w.nulls = palloc(sizeof(bool) * Max(w.tupdesc->natts, 1));
+	w.rowcxt = AllocSetContextCreate(CurrentMemoryContext, "parallel load row", ALLOCSET_DEFAULT_SIZES);
+	storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(storage_json))));
+	options = copy_options(shared->format, shared->encoding, false);
+	for (i = 0; i < shared->nobjects; i++)
+	{
+		read_stream(storage, name, rel, options, worker_row, &w);
+		name += strlen(name) + 1;
+	}
+	end[0] = BO_LOAD_END;
+	memcpy(end + 1, &w.digest, sizeof(BoRowsDigest));
+	(void) shm_mq_send(w.mqh, sizeof(end), end, false, true);
+	table_close(rel, AccessShareLock);
+}
+
+/*
+ * Load the streams "names" (plaintext bytes of them all), of that format
+ * and source encoding, through a parallel worker; false, having loaded
+ * nothing, when that is not worth it or no worker can be had.
+ */
+static bool
+load_parallel(BoLoader *l, BoStorage *storage, List *names, uint64 bytes, BoRowFormat format,
+			  const char *encoding)
+{
+	ParallelContext *pcxt;
+	BoLoadShared *shared;
+	Jsonb	   *config;
+	char	   *storage_json;
+	Size		names_size = 0;
+	char	   *p;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	ListCell   *lc;
+	bool		ended = false;
+	uint64		taken = 0;
+
+	if (max_parallel_maintenance_workers <= 0 ||
+		bytes < (uint64) min_parallel_table_scan_size * BLCKSZ ||
+		encoding == NULL || pg_char_to_encoding(encoding) != GetDatabaseEncoding() ||
+		l->rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP || IsInParallelMode())
+		return false;
+	config = bo_storage_config(storage);
+	storage_json = JsonbToCString(NULL, &config->root, VARSIZE(config));
+	foreach(lc, names)
+		names_size += strlen(lfirst(lc)) + 1;
+	/* this process encodes the digest's text as when it parses itself */
+	(void) copy_options(format, encoding, true);
+
+	EnterParallelMode();
+	pcxt = CreateParallelContext("backup_offline", "bo_load_worker_main", 1);
+	shm_toc_estimate_chunk(&pcxt->estimator, sizeof(BoLoadShared));
+	shm_toc_estimate_chunk(&pcxt->estimator, strlen(storage_json) + 1);
+	shm_toc_estimate_chunk(&pcxt->estimator, names_size);
+	shm_toc_estimate_chunk(&pcxt->estimator, BO_LOAD_QUEUE_SIZE);
+	shm_toc_estimate_keys(&pcxt->estimator, 4);
+	InitializeParallelDSM(pcxt);
+	if (pcxt->seg == NULL)
+	{
+		/* no dynamic shared memory to be had */
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+
+	shared = shm_toc_allocate(pcxt->toc, sizeof(BoLoadShared));
+	memset(shared, 0, sizeof(*shared));
+	shared->relid = RelationGetRelid(l->rel);
+	shared->format = format;
+	shared->nobjects = list_length(names);
+	strlcpy(shared->encoding, encoding, sizeof(shared->encoding));
+	shared->digest = l->digest != NULL;
+	shared->digest_format = l->enc.format;
+	pg_atomic_init_u64(&shared->taken, 0);
+	shm_toc_insert(pcxt->toc, BO_LOAD_KEY_SHARED, shared);
+	p = shm_toc_allocate(pcxt->toc, strlen(storage_json) + 1);
+	strcpy(p, storage_json);
+	shm_toc_insert(pcxt->toc, BO_LOAD_KEY_STORAGE, p);
+	p = shm_toc_allocate(pcxt->toc, names_size);
+	shm_toc_insert(pcxt->toc, BO_LOAD_KEY_OBJECTS, p);
+	foreach(lc, names)
+	{
+		strcpy(p, lfirst(lc));
+		p += strlen(lfirst(lc)) + 1;
+	}
+	mq = shm_mq_create(shm_toc_allocate(pcxt->toc, BO_LOAD_QUEUE_SIZE), BO_LOAD_QUEUE_SIZE);
+	shm_toc_insert(pcxt->toc, BO_LOAD_KEY_QUEUE, mq);
+	shm_mq_set_receiver(mq, MyProc);
+	mqh = shm_mq_attach(mq, pcxt->seg, NULL);
+
+	LaunchParallelWorkers(pcxt);
+	if (pcxt->nworkers_launched == 0)
+	{
+		DestroyParallelContext(pcxt);
+		ExitParallelMode();
+		return false;
+	}
+	/* a worker that fails to start detaches the queue */
+	shm_mq_set_handle(mqh, pcxt->worker[0].bgwhandle);
+	for (;;)
+	{
+		Size		nbytes;
+		char	   *data;
+
+		if (shm_mq_receive(mqh, &nbytes, (void **) &data, false) != SHM_MQ_SUCCESS)
+			break;
+		taken += nbytes;
+		pg_atomic_write_u64(&shared->taken, taken);
+		if (nbytes == 1 + sizeof(BoRowsDigest) && data[0] == BO_LOAD_END)
+		{
+			BoRowsDigest worker;
+
+			memcpy(&worker, data + 1, sizeof(worker));
+			if (l->digest != NULL)
+				bo_rows_digest_merge(l->digest, &worker);
+			ended = true;
+			break;
+		}
+		if (nbytes <= 1 || (data[0] != BO_LOAD_ROW && data[0] != BO_LOAD_ROW_DIGESTED))
+			elog(ERROR, "unexpected message from a parallel loader");
+		loader_tuple(l, data + 1, nbytes - 1, data[0] == BO_LOAD_ROW_DIGESTED);
+	}
+	loader_flush(l);
+	/* raises the worker's error, if it had one */
+	WaitForParallelWorkersToFinish(pcxt);
+	if (!ended)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("the parallel loader of table \"%s\" stopped before the end of its rows",
+						RelationGetRelationName(l->rel)),
+				 errhint("The server log may tell why.")));
+	DestroyParallelContext(pcxt);
+	ExitParallelMode();
+	elog(DEBUG1, "a parallel worker parsed %d object(s) of table \"%s\"",
+		 list_length(names), RelationGetRelationName(l->rel));
+	return true;
+}
+
 /*
  * The type a materialised column gets: the column's type with domains
  * replaced by their base types (also as array elements), so that loading
  * rows runs no domain CHECK, which is user code, as the extension's owner.
+ * Its OID in *typid_out.
  */
 static char *
-scratch_type(const char *typname)
+scratch_type(const char *typname, Oid *typid_out)
 {
 	Oid			typid;
 	int32		typmod;
@@ -220,17 +753,26 @@ scratch_type(const char *typname)
 	if (OidIsValid(elem) && get_typtype(elem) == TYPTYPE_DOMAIN)
 	{
 		Oid			base = getBaseTypeAndTypmod(elem, &typmod);
-		Oid			array = get_array_type(base);
 
-		if (!OidIsValid(array))
+		typid = get_array_type(base);
+		if (!OidIsValid(typid))
 			elog(ERROR, "type %s has no array type", format_type_be(base));
-		return format_type_with_typemod(array, typmod);
 	}
-	if (get_typtype(typid) == TYPTYPE_DOMAIN)
+	else if (get_typtype(typid) == TYPTYPE_DOMAIN)
 		typid = getBaseTypeAndTypmod(typid, &typmod);
+	*typid_out = typid;
 	return format_type_with_typemod(typid, typmod);
 }
 
+/*
+ * Create table "schema"."name" with the copied columns of a manifest table
+ * entry (their names, types, collations and NOT NULL; no other
+ * constraint), or with its primary key's columns only (key_only: no NOT
+ * NULL).  NOT NULL from the start costs nothing (the loaders check each
+ * row), where adding it later scans the table; compressible columns of a
+ * materialised table compress with lz4 when the server has it (see the
+ * section's comment).
+ */
 static void
 create_table_from_entry(JsonbContainer *entry, const char *schema, const char *name, bool key_only)
 {
@@ -261,11 +803,28 @@ create_table_from_entry(JsonbContainer *entry, const char *schema, const char *n
 			if (n != NULL && strcmp(n, cname) == 0)
 			{
 				char	   *collation = bo_jstr(col->val.binary.data, "collation");
+				Oid			typid;
 
 				appendStringInfo(&sql, "%s%s %s", first ? "" : ", ", quote_identifier(cname),
-								 scratch_type(bo_jstr(col->val.binary.data, "type")));
+								 scratch_type(bo_jstr(col->val.binary.data, "type"), &typid));
+#ifdef USE_LZ4
+				{
+					char		storage = get_typstorage(typid);
+
+					/* what COMPRESSION accepts: a type whose values may be compressed */
+					if (!key_only && (storage == TYPSTORAGE_EXTENDED || storage == TYPSTORAGE_MAIN))
+						appendStringInfoString(&sql, " COMPRESSION lz4");
+				}
+#endif
 				if (collation)
 					appendStringInfo(&sql, " COLLATE %s", collation);
+				if (!key_only)
+				{
+					JsonbValue *nn = bo_jget(col->val.binary.data, "notNull");
+
+					if (nn != NULL && nn->type == jbvBool && nn->val.boolean)
+						appendStringInfoString(&sql, " NOT NULL");
+				}
 				first = false;
 				break;
 			}
@@ -298,11 +857,18 @@ bo_manifest_table(Jsonb *manifest, const char *schema, const char *name)
 	return NULL;
 }
 
-/* COPY every object of one kind of a manifest table entry into rel */
+/*
+ * Load every object of one kind of a manifest table entry (stored as
+ * format, in the source's server encoding) into rel, adding each row to
+ * digest (unless NULL, encoded as digest_format).
+ */
 static void
 load_objects(BoStorage *storage, JsonbContainer *entry, const char *kind, Relation rel,
-			 BoRowFormat format, const char *encoding)
+			 BoRowFormat format, const char *encoding, BoRowFormat digest_format, BoRowsDigest *digest)
 {
+	BoLoader	l;
+	List	   *names = NIL;
+	uint64		bytes = 0;
 	ListCell   *lc;
 
 	foreach(lc, bo_jelements(bo_jcontainer(entry, "objects")))
@@ -312,10 +878,20 @@ load_objects(BoStorage *storage, JsonbContainer *entry, const char *kind, Relati
 
 		if (k != NULL && strcmp(k, kind) == 0)
 		{
-			copy_object_into(storage, bo_jstr(o, "name"), rel, format, encoding);
-			CommandCounterIncrement();
+			names = lappend(names, bo_jstr(o, "name"));
+			bytes += bo_jnum(o, "plaintextLength");
 		}
 	}
+	loader_begin(&l, rel, digest_format, digest);
+	if (names != NIL && !load_parallel(&l, storage, names, bytes, format, encoding))
+	{
+		List	   *options = copy_options(format, encoding, true);
+
+		foreach(lc, names)
+			read_stream(storage, lfirst(lc), rel, options, loader_row, &l);
+	}
+	loader_end(&l);
+	CommandCounterIncrement();
 }
 
 BoRowFormat
@@ -331,13 +907,23 @@ bo_entry_format(JsonbContainer *entry, const char *schema, const char *name)
 	return format;
 }
 
+/* target_schema.target, open */
+static Relation
+open_target(const char *target_schema, const char *target)
+{
+	return table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+}
+
 /*
  * Apply the changes of an incremental entry to target_schema.target:
- * delete the keys of its deletes objects, then load its upserts.
+ * delete the keys of its deletes objects, then load its upserts.  With
+ * digest, the deleted rows (whole, as the table held them) are subtracted
+ * from it and the loaded rows added, encoded as digest_format.
  */
 static void
 apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
-			  const char *schema, const char *name, const char *target_schema, const char *target)
+			  const char *schema, const char *name, const char *target_schema, const char *target,
+			  BoRowFormat digest_format, BoRowsDigest *digest)
 {
 	/* the keys to delete, in a temporary table: no name of the schema can clash */
 	const char *deletes = "backup_offline_deletes";
@@ -350,7 +936,7 @@ apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
 	create_table_from_entry(entry, NULL, deletes, true);
 	CommandCounterIncrement();
 	rel = table_open(RelnameGetRelid(deletes), RowExclusiveLock);
-	load_objects(storage, entry, "deletes", rel, format, encoding);
+	load_objects(storage, entry, "deletes", rel, format, encoding, format, NULL);
 	table_close(rel, NoLock);
 
 	initStringInfo(&sql);
@@ -363,31 +949,72 @@ apply_changes(BoStorage *storage, JsonbContainer *entry, const char *encoding,
 
 		appendStringInfo(&sql, "%st.%s = d.%s", lc == list_head(keys) ? "" : " AND ", col, col);
 	}
-	if (SPI_execute(sql.data, false, 0) != SPI_OK_DELETE)
-		elog(ERROR, "could not apply the deletes of %s.%s", schema, name);
+	if (digest == NULL)
+	{
+		if (SPI_execute(sql.data, false, 0) != SPI_OK_DELETE)
+			elog(ERROR, "could not apply the deletes of %s.%s", schema, name);
+	}
+	else
+	{
+		BoRowEncoder enc;
+		TupleDesc	tupdesc;
+		Datum	   *values;
+		bool	   *nulls;
+		uint64		i;
+
+		/* every deleted row as the table held it (a target row is deleted, and returned, once) */
+		appendStringInfoString(&sql, " RETURNING t.*");
+		if (SPI_execute(sql.data, false, 0) != SPI_OK_DELETE_RETURNING)
+			elog(ERROR, "could not apply the deletes of %s.%s", schema, name);
+		rel = open_target(target_schema, target);
+		tupdesc = SPI_tuptable->tupdesc;
+		if (tupdesc->natts != RelationGetDescr(rel)->natts)
+			elog(ERROR, "the deleted rows of %s.%s do not have the table's columns", schema, name);
+		bo_row_encoder_init(&enc, RelationGetDescr(rel), digest_format, NIL);
+		values = palloc(sizeof(Datum) * Max(tupdesc->natts, 1));
+		nulls = palloc(sizeof(bool) * Max(tupdesc->natts, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			uint8		h[16];
+
+			CHECK_FOR_INTERRUPTS();
+			heap_deform_tuple(SPI_tuptable->vals[i], tupdesc, values, nulls);
+			bo_row_encode(&enc, values, nulls);
+			bo_row_hash(enc.row.data, enc.row.len, h);
+			bo_rows_digest_sub_hash(digest, h);
+		}
+		SPI_freetuptable(SPI_tuptable);
+		MemoryContextDelete(enc.rowcxt);
+		table_close(rel, NoLock);
+	}
 	if (SPI_execute(psprintf("DROP TABLE pg_temp.%s", deletes), false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not drop %s", deletes);
 	CommandCounterIncrement();
 
-	rel = table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
-	load_objects(storage, entry, "rows", rel, format, encoding);
+	rel = open_target(target_schema, target);
+	load_objects(storage, entry, "rows", rel, format, encoding, digest_format, digest);
 	table_close(rel, NoLock);
 }
 
 /*
  * Materialise table schema.name as of the last snapshot of chain (a List
  * of Jsonb manifests from the FULL to that snapshot) as
- * target_schema.target: the newest whole copy along the chain, then the
- * changes of every later snapshot, in order.
+ * target_schema.target, a new table: the newest whole copy along the chain,
+ * then the changes of every later snapshot, in order.  With out, the count
+ * and rows digest of the table it made, encoded in the format of the last
+ * snapshot's entry: what bo_table_rows_digest would compute on it, to
+ * compare with that entry's rowCount and rowsDigest.
  */
 void
-bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
-				  const char *target_schema, const char *target)
+bo_materialize_table_digest(BoStorage *storage, List *chain, const char *schema, const char *name,
+							const char *target_schema, const char *target, BoRowsDigest *out)
 {
 	int			n = list_length(chain);
 	int			start = -1;
 	int			i;
 	JsonbContainer *entry;
+	JsonbContainer *last;
+	BoRowFormat digest_format;
 	Relation	rel;
 
 	for (i = n - 1; i >= 0 && start < 0; i--)
@@ -408,18 +1035,30 @@ bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const 
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("the chain holds no whole copy of table %s.%s", schema, name)));
 
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
 	entry = bo_manifest_table(list_nth(chain, start), schema, name);
-	create_table_from_entry(bo_manifest_table(llast(chain), schema, name), target_schema, target, false);
+	last = bo_manifest_table(llast(chain), schema, name);
+	digest_format = bo_entry_format(last, schema, name);
+	create_table_from_entry(last, target_schema, target, false);
 	CommandCounterIncrement();
-	rel = table_open(get_relname_relid(target, get_namespace_oid(target_schema, false)), RowExclusiveLock);
+	rel = open_target(target_schema, target);
 	load_objects(storage, entry, "rows", rel, bo_entry_format(entry, schema, name),
-				 bo_jstr(&((Jsonb *) list_nth(chain, start))->root, "serverEncoding"));
+				 bo_jstr(&((Jsonb *) list_nth(chain, start))->root, "serverEncoding"), digest_format, out);
 	table_close(rel, NoLock);
 
 	for (i = start + 1; i < n; i++)
 		apply_changes(storage, bo_manifest_table(list_nth(chain, i), schema, name),
 					  bo_jstr(&((Jsonb *) list_nth(chain, i))->root, "serverEncoding"),
-					  schema, name, target_schema, target);
+					  schema, name, target_schema, target, digest_format, out);
+}
+
+/* bo_materialize_table_digest without the digest */
+void
+bo_materialize_table(BoStorage *storage, List *chain, const char *schema, const char *name,
+					 const char *target_schema, const char *target)
+{
+	bo_materialize_table_digest(storage, chain, schema, name, target_schema, target, NULL);
 }
 
 /* count and rows digest of a table, encoded as format */
@@ -671,7 +1310,6 @@ typedef struct BoTableRestore
 {
 	BoVerify   *v;
 	List	   *chain;
-	JsonbContainer *entry;
 	const char *schema;			/* of the source table */
 	const char *name;
 	const char *target_schema;
@@ -679,17 +1317,15 @@ typedef struct BoTableRestore
 	BoRowsDigest got;			/* out */
 } BoTableRestore;
 
+/* materialise one table, digesting the rows it ends with */
 static void
 restore_one_table(void *arg)
 {
 	BoTableRestore *r = arg;
-	BoRowFormat format = bo_entry_format(r->entry, r->schema, r->name);
 
-	bo_materialize_table(r->v->storage, r->chain, r->schema, r->name, r->target_schema, r->target);
+	bo_materialize_table_digest(r->v->storage, r->chain, r->schema, r->name, r->target_schema, r->target,
+								&r->got);
 	CommandCounterIncrement();
-	/* the rows this transaction has just loaded */
-	bo_table_rows_digest(get_relname_relid(r->target, get_namespace_oid(r->target_schema, false)), format,
-					  GetLatestSnapshot(), &r->got);
 }
 
 /*
@@ -736,7 +1372,7 @@ restore_tables(BoVerify *v, const char *snapshot_id, Jsonb *manifest, StringInfo
 		char	   *target = table_target(e, names, verify);
 		char	   *expected = bo_jstr(e, "rowsDigest");
 		uint64		expected_rows = bo_jnum(e, "rowCount");
-		BoTableRestore r = {v, chain, e, tschema, tname, schema, target};
+		BoTableRestore r = {v, chain, tschema, tname, schema, target};
 		bool		equal = false;
 		char	   *error;
 
@@ -945,8 +1581,9 @@ bo_verify_snapshot_sql(PG_FUNCTION_ARGS)
  * materialize_snapshot(snapshot_id uuid, target_schema name) RETURNS jsonb
  *
  * The engine restores build on: the snapshot's chain materialised into a
- * new schema, one table per table of the manifest (columns, types and
- * rows; no constraints or indexes), each compared with the manifest.  Any
+ * new schema, one table per table of the manifest (columns, types, NOT
+ * NULL and rows; no other constraints, no indexes), each compared with the
+ * manifest.  Any
  * damage or difference is an ERROR and leaves nothing behind.
  */
 Datum

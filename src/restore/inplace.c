@@ -648,6 +648,7 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 		Oid			source;
 		char	   *copy;
 		bool		verified = false;
+		BoRowsDigest got;
 
 		copy = psprintf("b_%d", ++n);
 		bo_job_check_cancel();
@@ -667,7 +668,7 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 					 errhint("Restore into a new schema (destination.type NEW_SCHEMA), or recreate the table first.")));
 
 		/* the backup's copy: the requester reads it (and cuts it to a selection) */
-		bo_materialize_table(storage, chain, tschema, tname, scratch, copy);
+		bo_materialize_table_digest(storage, chain, tschema, tname, scratch, copy, selective ? NULL : &got);
 		bo_restore_exec(psprintf("GRANT SELECT ON %s TO %s", t.source, requester), 0, NULL, NULL);
 		CommandCounterIncrement();
 		source = get_relname_relid(copy, nsp);
@@ -675,14 +676,11 @@ bo_restore_in_place(BoRestoreJob *job, BoStorage *storage, List *chain)
 			bo_restore_select(job, e, t.source);
 		else
 		{
-			BoRowsDigest got;
-
-			bo_table_rows_digest(source, bo_entry_format(e, tschema, tname), GetLatestSnapshot(), &got);
 			verified = bo_restore_digest_equal(e, &got);
 			if (!verified)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("the backup of table %s read back differs from its manifest: " UINT64_FORMAT " rows, %s",
+						 errmsg("the backup of table %s as loaded differs from its manifest: " UINT64_FORMAT " rows, %s",
 								t.live, got.count, bo_rows_digest_hex(&got))));
 		}
 		CommandCounterIncrement();

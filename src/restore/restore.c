@@ -572,7 +572,7 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 		bo_job_check_cancel();
 		target = free_name(schema, psprintf("%s%s", prefix ? prefix : "", tname),
 						   psprintf("%s%s_%s", prefix ? prefix : "", tschema, tname));
-		bo_materialize_table(storage, chain, tschema, tname, schema, target);
+		bo_materialize_table_digest(storage, chain, tschema, tname, schema, target, &got);
 		bo_restore_exec(psprintf("ALTER TABLE %s.%s OWNER TO %s", quote_identifier(schema), quote_identifier(target),
 						  quote_identifier(job->requested_by)), 0, NULL, NULL);
 		CommandCounterIncrement();
@@ -583,8 +583,10 @@ restore_into_schema(BoRestoreJob *job, BoStorage *storage, List *chain)
 			bo_restore_as(job->requested_by, apply_selection_cb, &sel);
 		}
 		CommandCounterIncrement();
-		bo_table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)),
-							 bo_entry_format(e, tschema, tname), GetLatestSnapshot(), &got);
+		/* the digest taken while loading, unless the selection has deleted rows since */
+		if (selective)
+			bo_table_rows_digest(get_relname_relid(target, get_namespace_oid(schema, false)),
+								 bo_entry_format(e, tschema, tname), GetLatestSnapshot(), &got);
 		add_result(job, e, psprintf("%s.%s", quote_identifier(schema), quote_identifier(target)), &got, !selective);
 		{
 			BoDefinition d = {job, e, tschema, tname, schema, target};
@@ -654,12 +656,10 @@ restore_to_file(BoRestoreJob *job, BoStorage *storage, List *chain)
 	job->file_written = true;
 
 	scratch = bo_restore_scratch_schema(NULL);
-	bo_materialize_table(storage, chain, bo_jstr(entry, "schema"), bo_jstr(entry, "name"), scratch, "t");
+	bo_materialize_table_digest(storage, chain, bo_jstr(entry, "schema"), bo_jstr(entry, "name"), scratch, "t",
+								&got);
 	CommandCounterIncrement();
 	qualified = psprintf("%s.t", quote_identifier(scratch));
-	bo_table_rows_digest(get_relname_relid("t", get_namespace_oid(scratch, false)),
-						 bo_entry_format(entry, bo_jstr(entry, "schema"), bo_jstr(entry, "name")),
-						 GetLatestSnapshot(), &got);
 	add_result(job, entry, job->file_path, &got, true);
 	bo_restore_exec(psprintf("COPY %s TO %s WITH (FORMAT %s%s)", qualified, quote_literal_cstr(job->file_path),
 					  strcmp(format, "binary") == 0 ? "binary" : "csv",

@@ -8,11 +8,15 @@
 #   1. ours, everything: create_restore({"snapshotId", "restoreType":
 #      "FULL", "requiresApproval": false, "destination": {"schema":
 #      "r_<n>"}}) (untimed), then run_restore(id), timed around the call:
-#      the five tables loaded from the snapshot (decrypted, decompressed,
-#      COPY FROM), their rows digests checked against the manifest, NOT
-#      NULL, primary keys, unique/check constraints and indexes recreated;
-#      no foreign keys.  Its validationResults (every table equalToBackup)
-#      and metrics are printed;
+#      the five tables created (NOT NULL, lz4 compression) and loaded from
+#      the snapshot (decrypted, decompressed, parsed by a parallel worker,
+#      inserted frozen, every row digested as it goes in), each table's
+#      rows digest checked against the manifest, primary keys,
+#      unique/check constraints and indexes recreated; no foreign keys.
+#      Its validationResults (every table equalToBackup) and metrics are
+#      printed.  The same once more with the loader in one process
+#      (min_parallel_table_scan_size = 8GB by ALTER SYSTEM: no parallel
+#      worker parses), to show what the parallel loader buys;
 #   2. pg_restore -d <new database> --no-owner of the dump, and with -j 2
 #      (createdb untimed): tables, data, primary keys, indexes and foreign
 #      keys (validated); and, for a like-for-like comparison, the same
@@ -28,20 +32,26 @@
 #      server files once, untimed) loaded with COPY FROM into tables made
 #      with LIKE (columns, NOT NULL), then the same primary keys, unique
 #      constraints and indexes, in one transaction: a restore without
-#      reading a snapshot and without checking what it loaded.
+#      reading a snapshot and without checking what it loaded; for all five
+#      tables also with SET LOCAL default_toast_compression = lz4, as our
+#      restored tables compress.
 #
 # Then, one run each, where our time goes: verify_snapshot(id, 'decrypt')
 # (every object read, decrypted, decompressed and checked, nothing
-# written), rows_digest of the five tables (the restore's validation pass,
-# the same code), and the floor with NOT NULL added after the load by one
-# ALTER TABLE per column (one scan of the table each), as our restore does.
+# written) and rows_digest of the five tables (what a validation pass that
+# reads the tables back would cost; ours digests the rows as it loads
+# them).  And after the first run of ours and of pg_restore, what the
+# restored visits table costs its first users (untimed in the rows above):
+# the first count(*), then VACUUM (FREEZE) (our rows are frozen and their
+# pages all-visible; pg_restore's are not).
 #
 # Best of 3 for every row, the result dropped between runs (DROP SCHEMA or
 # dropdb, then CHECKPOINT, outside the timing).  shared_buffers is 1 GB and
 # the snapshot, the dump and the cluster sit on the same disk under /tmp.
 # After the first run of each kind the restored columns, constraints and
 # indexes are compared with schema care (names and definitions, the
-# schema name taken out) and the differences listed.
+# schema name taken out) and the differences listed, with how many columns
+# name lz4, pglz or no compression method.
 #
 # Ratios against the goals of the restore issue: a restore at least 2x
 # faster than pg_restore; a single ~100 MB table restored in under 10 s
@@ -53,7 +63,7 @@
 # Disk: about 5x the table data under /tmp at its peak (2.3 GB at scale
 # 1.0: the cluster with schema care and one restored copy, WAL, the COPY
 # files of the floor, the snapshot, the dump), removed at the end.  About
-# 6 minutes at scale 1.0 on 2 cores.
+# 5 minutes at scale 1.0 on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SCALE=${1:-1.0}
@@ -147,6 +157,7 @@ echo "  ours: FULL snapshot in $(secs "$BACKUP_NS")s (compression_workers = 2), 
 # What a restored schema holds, for the comparison with care: one line per
 # column (type, NOT NULL, default, identity), constraint (type, name,
 # definition) and index (name, definition); the schema's name taken out.
+# (Column compression is counted apart: compression DB SCHEMA [TABLE].)
 # shape DB SCHEMA
 shape() {
 	psql_db "$1" -At -v s="$2" <<'SQL'
@@ -170,6 +181,17 @@ ORDER BY 1;
 SQL
 }
 shape postgres care >"$DIR/shape.care"
+# compression DB SCHEMA [TABLE]: how many columns (of the table) name lz4,
+# pglz or no compression method (the server's default)
+compression() {
+	psql_db "$1" -At -v s="$2" -v t="${3:-}" <<'SQL'
+SELECT format('%s lz4, %s pglz, %s default', count(*) FILTER (WHERE a.attcompression = 'l'),
+			  count(*) FILTER (WHERE a.attcompression = 'p'), count(*) FILTER (WHERE a.attcompression = ''))
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+ WHERE c.relnamespace = :'s'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+   AND (:'t' = '' OR c.relname = :'t')
+SQL
+}
 # compare_shape LABEL DB SCHEMA [TABLE]: the differences from care (of one
 # table, when given), as "- in care only" / "+ restored only" lines
 compare_shape() {
@@ -185,6 +207,7 @@ compare_shape() {
 	idx=$(grep -c '^index' "$DIR/shape.got" || true)
 	{
 		echo "$label: $cols columns, $cons constraints, $idx indexes (care${4:+.$4}: $(grep -c '^column' "$want") columns, $(grep -c '^constraint' "$want") constraints, $(grep -c '^index' "$want") indexes)"
+		echo "  column compression: $(compression "$2" "$3" "${4:-}") (care${4:+.$4}: $(compression postgres care "${4:-}"))"
 		if diff -q "$want" "$DIR/shape.got" >/dev/null; then
 			echo "  identical to care (names and definitions)"
 		else
@@ -221,6 +244,15 @@ drop_schema() {
 	checkpoint
 }
 
+# after_restore DB SCHEMA: milliseconds of what the first users of the
+# restored SCHEMA.visits pay (after a CHECKPOINT of the restore's own
+# pages): the first count(*), then VACUUM (FREEZE)
+after_restore() {
+	psql_db "$1" -c "CHECKPOINT"
+	psql_db "$1" -At -c '\timing on' -c "SELECT count(*) FROM $2.visits" -c "VACUUM (FREEZE) $2.visits" |
+		sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tr '\n' ' '
+}
+
 # ours: restores into r_1, r_2, ... (each new); the result of run i is in
 # $DIR/ours.<label>.<i>.json
 RN=0
@@ -239,12 +271,14 @@ ours_run() {
 }
 ours_clean() {
 	if [ "$RUN_NO" -eq 1 ]; then
-		if [ "$LABEL" = all ]; then
+		case $LABEL in
+		all)
 			compare_shape "ours, FULL restore (schema $SCHEMA)" postgres "$SCHEMA"
 			RESTORED_BYTES=$(psql_c -At -c "SELECT sum(pg_table_size(oid)) || ' ' || sum(pg_indexes_size(oid)) FROM pg_class WHERE relnamespace = '$SCHEMA'::regnamespace AND relkind = 'r'")
-		else
-			compare_shape "ours, visits alone (schema $SCHEMA)" postgres "$SCHEMA" visits
-		fi
+			OURS_AFTER=$(after_restore postgres "$SCHEMA")
+			;;
+		visits) compare_shape "ours, visits alone (schema $SCHEMA)" postgres "$SCHEMA" visits ;;
+		esac
 	fi
 	drop_schema "$SCHEMA"
 }
@@ -280,6 +314,7 @@ pgr_run() { "$PGBIN/pg_restore" "${PGCONN[@]}" -d rdb --no-owner --exit-on-error
 pgr_clean() {
 	if [ "$RUN_NO" -eq 1 ] && [ -n "$PGR_LABEL" ]; then
 		compare_shape "$PGR_LABEL" rdb care ${PGR_TABLE:-}
+		[ -n "$PGR_AFTER" ] || PGR_AFTER=$(after_restore rdb care)
 	fi
 	"$PGBIN/dropdb" "${PGCONN[@]}" rdb
 	checkpoint
@@ -303,26 +338,22 @@ as_pg mkdir "$DIR/c/copy"
 for t in clients caregivers visits evv_records payroll; do
 	psql_c -c "COPY care.$t TO '$DIR/c/copy/$t.bin' (FORMAT binary)"
 done
-# floor_script TABLES [late]: the SQL that loads TABLES into schema f;
-# with late, the tables are made without NOT NULL, which one ALTER TABLE
-# per column adds after the load (as our restore does)
+# floor_script TABLES [lz4]: the SQL that loads TABLES into schema f; with
+# lz4, long values are compressed with lz4 (default_toast_compression), as
+# in our restored tables
 floor_script() {
-	psql_c -At -v tables="$1" -v dir="$DIR/c/copy" -v late="${2:-}" <<'SQL'
+	psql_c -At -v tables="$1" -v dir="$DIR/c/copy" -v lz4="${2:-}" <<'SQL'
 WITH t AS (SELECT c.oid, c.relname, u.ord
 			 FROM unnest(string_to_array(:'tables', ' ')) WITH ORDINALITY u(name, ord)
 			 JOIN pg_class c ON c.relname = u.name AND c.relnamespace = 'care'::regnamespace)
 SELECT stmt FROM (
-	SELECT 0 AS o, 0 AS k, '' AS n, 'BEGIN; CREATE SCHEMA f;' AS stmt
+	SELECT 0 AS o, 0 AS k, '' AS n,
+		   'BEGIN; ' || CASE WHEN :'lz4' = 'lz4' THEN 'SET LOCAL default_toast_compression = lz4; ' ELSE '' END
+		   || 'CREATE SCHEMA f;' AS stmt
 	UNION ALL
-	SELECT t.ord, 1, '', format(CASE WHEN :'late' = 'late' THEN 'CREATE TABLE f.%I AS SELECT * FROM care.%I WITH NO DATA;'
-									 ELSE 'CREATE TABLE f.%I (LIKE care.%I);' END
-								|| ' COPY f.%I FROM %L (FORMAT binary);',
+	SELECT t.ord, 1, '', format('CREATE TABLE f.%I (LIKE care.%I); COPY f.%I FROM %L (FORMAT binary);',
 								t.relname, t.relname, t.relname, :'dir' || '/' || t.relname || '.bin')
 	  FROM t
-	UNION ALL
-	SELECT t.ord, 2, '', format('ALTER TABLE f.%I ALTER COLUMN %I SET NOT NULL;', t.relname, a.attname)
-	  FROM t JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull
-	 WHERE :'late' = 'late'
 	UNION ALL
 	SELECT t.ord, 3, k.conname, format('ALTER TABLE f.%I ADD CONSTRAINT %I %s;', t.relname, k.conname, pg_get_constraintdef(k.oid))
 	  FROM t JOIN pg_constraint k ON k.conrelid = t.oid AND k.contype IN ('p', 'u', 'c', 'x')
@@ -337,7 +368,7 @@ SQL
 }
 floor_script "clients caregivers visits evv_records payroll" >"$DIR/floor.all.sql"
 floor_script visits >"$DIR/floor.visits.sql"
-floor_script "clients caregivers visits evv_records payroll" late >"$DIR/floor.late.sql"
+floor_script "clients caregivers visits evv_records payroll" lz4 >"$DIR/floor.lz4.sql"
 FLOOR=all
 nothing() { :; }
 floor_run() { psql_c -f "$DIR/floor.$FLOOR.sql"; }
@@ -352,8 +383,17 @@ best 3 ours_prep ours_run ours_clean
 OURS_NS=$BEST_NS
 row "ours, FULL restore (run_restore)" "$OURS_NS" "$DATA_BYTES" "$ALL"
 OURS_EQUAL=$(all_equal all)
+# the loader in one process: the job worker reads the server's settings
+psql_c -c "ALTER SYSTEM SET min_parallel_table_scan_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
+LABEL=serial
+best 3 ours_prep ours_run ours_clean
+OURS1_NS=$BEST_NS
+row "ours, loader in one process" "$OURS1_NS" "$DATA_BYTES" "$ALL"
+OURS1_EQUAL=$(all_equal serial)
+psql_c -c "ALTER SYSTEM RESET min_parallel_table_scan_size" -c "SELECT pg_reload_conf()" >/dev/null
+LABEL=all
 
-PGR_ARGS=() PGR_LABEL="pg_restore (database rdb)"
+PGR_ARGS=() PGR_LABEL="pg_restore (database rdb)" PGR_AFTER=""
 best 3 pgr_prep pgr_run pgr_clean
 PGR_NS=$BEST_NS
 row "pg_restore" "$PGR_NS" "$DATA_BYTES" "$ALL"
@@ -372,6 +412,10 @@ row "pg_restore -j 2, no foreign keys (-L)" "$PGRNF2_NS" "$DATA_BYTES" "$ALL"
 best 3 nothing floor_run floor_clean
 FLOOR_NS=$BEST_NS
 row "floor: COPY FROM binary files, same keys" "$FLOOR_NS" "$DATA_BYTES" "$ALL"
+FLOOR=lz4
+best 3 nothing floor_run floor_clean
+FLOORLZ4_NS=$BEST_NS
+row "floor with lz4 TOAST compression" "$FLOORLZ4_NS" "$DATA_BYTES" "$ALL"
 
 # one table: visits
 VROWS=()
@@ -400,10 +444,9 @@ vrow "floor: COPY FROM a binary file, key, indexes" "$FLOORV_NS" "$ALL"
 
 # where our time goes, one run each: the snapshot read, decrypted,
 # decompressed and checked (verify_snapshot at level decrypt: every object,
-# no table written); the rows digests of the five tables, which the
-# restore computes on what it loaded (rows_digest on care, the same code);
-# the floor with NOT NULL added after the load, one ALTER TABLE (one scan
-# of the table) per column
+# no table written); the rows digests of the five tables read back
+# (rows_digest on care, the same code), which ours no longer needs: it
+# digests the rows as it loads them
 # once COMMAND...: nanoseconds of one run of COMMAND
 once() {
 	local t0
@@ -414,10 +457,6 @@ once() {
 checkpoint
 READ_NS=$(once psql_c -c "SELECT backup_offline.verify_snapshot('$SNAPSHOT', 'decrypt')")
 DIGEST_NS=$(once psql_c -c "SELECT backup_offline.rows_digest(oid) FROM pg_class WHERE relnamespace = 'care'::regnamespace AND relkind = 'r'")
-NOTNULL_COLUMNS=$(psql_c -At -c "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relnamespace = 'care'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND a.attnotnull")
-FLOOR=late
-LATE_NS=$(once floor_run)
-drop_schema f
 
 echo
 printf '%-42s %8s %6s %12s %6s %7s  %s\n' "all five tables, best of 3" "seconds" "MB/s" "pg_restore/" "-j 2/" "/floor" "runs (s)"
@@ -429,11 +468,15 @@ done
 echo "(MB/s: table data of schema care per second. pg_restore/: pg_restore's seconds over this row's, the speed-up;"
 echo " -j 2/: the same against pg_restore -j 2; /floor: this row's seconds over the floor's. Ours recreates no"
 echo " foreign keys; pg_restore adds and validates four. The floor loads the COPY binary output of the tables"
-echo " from server files into tables made with LIKE, then adds the same keys and indexes, in one transaction.)"
+echo " from server files into tables made with LIKE, then adds the same keys and indexes, in one transaction;"
+echo " with lz4, long values are compressed with lz4 as in our restored tables. Ours in one process: no parallel"
+echo " worker parses the snapshot's streams (min_parallel_table_scan_size = 8GB).)"
 read -r R_TABLE R_INDEX <<<"$RESTORED_BYTES"
 echo "ours restored $(mb "$R_TABLE") MB of tables and $(mb "$R_INDEX") MB of indexes (care: $(mb "$DATA_BYTES") and $(mb "$INDEX_BYTES") MB)"
 echo "ours, validation of every run (every table equalToBackup: $OURS_EQUAL):"
 ours_summary all
+echo "ours in one process, validation of every run (every table equalToBackup: $OURS1_EQUAL):"
+ours_summary serial
 
 echo
 printf '%-46s %8s %6s %13s %10s  %s\n' "one table: visits, $(mb "$VISITS_BYTES") MB, best of 3" "seconds" "MB/s" "s per 100 MB" "this/ours" "runs (s)"
@@ -450,11 +493,15 @@ ours_summary visits
 echo
 echo "where our time goes (all five tables; one run each, next to our best of 3, $(secs "$OURS_NS") s):"
 printf '  %-92s %6s s\n' "the floor (above): COPY FROM binary files, NOT NULL from the start, keys, indexes" "$(secs "$FLOOR_NS")"
-printf '  %-92s %6s s\n' "the floor with NOT NULL added after the load, one ALTER TABLE per column ($NOTNULL_COLUMNS, as ours)" "$(secs "$LATE_NS")"
-printf '  %-92s %6s s\n' "  so the NOT NULL scans cost" "$(secs $((LATE_NS - FLOOR_NS)))"
+printf '  %-92s %6s s\n' "the same with lz4 TOAST compression (above), as ours compresses" "$(secs "$FLOORLZ4_NS")"
+printf '  %-92s %6s s\n' "ours with the loader in one process (above)" "$(secs "$OURS1_NS")"
 printf '  %-92s %6s s\n' "reading, decrypting, decompressing and checking the snapshot (verify_snapshot, level decrypt)" "$(secs "$READ_NS")"
-printf '  %-92s %6s s\n' "rows digests of the five tables (rows_digest: the restore's validation pass)" "$(secs "$DIGEST_NS")"
-printf '  %-92s %6s s\n' "sum: floor with late NOT NULL + reading + digests" "$(secs $((LATE_NS + READ_NS + DIGEST_NS)))"
+printf '  %-92s %6s s\n' "rows digests of the five tables read back (rows_digest; ours digests while loading instead)" "$(secs "$DIGEST_NS")"
+read -r OA_COUNT OA_VACUUM <<<"$OURS_AFTER"
+read -r PA_COUNT PA_VACUUM <<<"$PGR_AFTER"
+echo "after the restore, visits' first users (ms, first run; ours / pg_restore's):"
+printf '  %-92s %s / %s\n' "first SELECT count(*) (ours: every page all-visible, so an index-only scan can answer)" "$OA_COUNT" "$PA_COUNT"
+printf '  %-92s %s / %s\n' "then VACUUM (FREEZE) (ours: rows already frozen)" "$OA_VACUUM" "$PA_VACUUM"
 
 echo
 echo "what the restores recreate, compared with schema care (first run of each):"

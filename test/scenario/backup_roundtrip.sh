@@ -18,13 +18,26 @@
 #     generated columns are not copied, so a table with generated columns
 #     is compared through a view of its copied columns;
 #   * tables with composites, arrays of enums or domains and user range
-#     types are stored as text, every table of built-in types as binary.
+#     types are stored as text, every table of built-in types as binary;
+#   * the rows digest a materialisation takes while it loads (what
+#     materialize_snapshot reports, and restores compare with the manifest)
+#     is rows_digest() of the table it made, for every table whose column
+#     types keep their stored format (domains become their base types);
+#     compressible columns of materialised tables use lz4 when the server
+#     has it;
+#   * loading through the parallel loader (min_parallel_table_scan_size =
+#     0: every table) gives the same: materialised tables equal to the
+#     originals (row_digest), their load digests rows_digest(), verify at
+#     level restore valid; with no parallel worker to be had
+#     (max_parallel_workers = 0) the loader parses itself and verify is
+#     valid too.
 # Then a second configuration without encryption or compression and with
 # SHA512 checksums: its FULL restores valid, its stored digests are what
 # sha512sum prints; a byte flipped in the middle of one stored rows object
 # makes verify_snapshot report that object at the checksums level and at
 # the decrypt level, the snapshot becomes CORRUPTED, and materialising it
-# fails without leaving a schema behind.  No server process crashes on
+# fails without leaving a schema behind, also when a parallel worker
+# parses the damaged object.  No server process crashes on
 # the way (verify_snapshot and materialize_snapshot are checked on their
 # own; after a crash the scenario waits for the server and goes on).
 set -uo pipefail
@@ -36,7 +49,7 @@ PORT=$((BO_TEST_PORT + 21))
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ORG=5d0c6f4e-2b1a-4c3d-9e8f-7a6b5c4d3e21
 trap 'cluster_stop "$DIR"' EXIT
-plan 37
+plan 47
 
 # verify NAME SNAPSHOT LEVEL: run verify_snapshot, keep its result as NAME in
 # rt_check.v; prints errors (a failed call leaves no row)
@@ -242,6 +255,59 @@ is "$(Q "BEGIN; UPDATE restored_full.t_float SET f8 = '-0' WHERE id = 5;
 	SELECT typefam.row_digest('typefam.t_float') = typefam.row_digest('restored_full.t_float'); ROLLBACK;" 2>&1)" "f" \
 	"row_digest sees a single changed value (0 vs -0) in a restored table"
 
+# the load digest is rows_digest() of the table made (compared where the
+# restored column types keep the stored format: not t_domain, whose domains
+# become base types and so binary)
+# tables_of_u SNAPSHOT: tables_of, the table element named u
+tables_of_u() { tables_of "$1" | sed 's/) t WHERE/) u WHERE/'; }
+# digest_check MAT: "<tables compared>[ differ: <tables>]" for materialisation MAT
+digest_check() {
+	Q "SELECT count(*) || coalesce(' differ: ' || string_agg(t->>'name', ' ')
+			FILTER (WHERE t->>'rowsDigest' IS DISTINCT FROM d->>'rowsDigest'), '')
+		FROM rt_check.mat m, jsonb_array_elements(m.r->'tables') t,
+			 backup_offline.rows_digest((t->>'restoredAs')::regclass) d
+		WHERE m.name = '$1' AND d->>'format' = (SELECT u->>'format' FROM $(tables_of_u "$SNAP") AND u->>'name' = t->>'name')"
+}
+is "$(digest_check full)" "$((NTABLES - 1))" \
+	"the digest materialize_snapshot takes while loading is rows_digest() of the table it made"
+# lz4 where the server has it: every column whose type can be compressed
+is "$(Q "SELECT count(*) FILTER (WHERE a.attcompression <> CASE WHEN l.lz4 AND t.typstorage IN ('x', 'm') THEN 'l' ELSE '' END)
+	|| ' ' || count(*) FILTER (WHERE t.typstorage IN ('x', 'm'))
+	FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid,
+		 (SELECT 'lz4' = ANY (enumvals) AS lz4 FROM pg_settings WHERE name = 'default_toast_compression') l
+	WHERE c.relnamespace = 'restored_full'::regnamespace AND c.relkind = 'r' AND a.attnum > 0")" \
+	"0 $(Q "SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_type t ON t.oid = a.atttypid
+		WHERE c.relnamespace = 'restored_full'::regnamespace AND c.relkind = 'r' AND a.attnum > 0 AND t.typstorage IN ('x', 'm')")" \
+	"materialised tables: lz4 on every compressible column when the server has lz4, on no other"
+
+# ---- the parallel loader -----------------------------------------------------
+# min_parallel_table_scan_size = 0: every table's streams are parsed by a
+# parallel worker while the materialisation inserts (the loader says so at
+# DEBUG1 in the server log)
+PAR="SET min_parallel_table_scan_size = 0; SET max_parallel_maintenance_workers = 2; SET log_min_messages = debug1;"
+# parallel_loads LINE: the tables a parallel worker parsed after that line of the server log
+parallel_loads() { tail -n +"$(($1 + 1))" "$DIR/server.log" | grep -c 'a parallel worker parsed [0-9]* object(s) of table'; }
+crash_mark
+err=$(Q "$PAR INSERT INTO rt_check.mat SELECT 'parallel', backup_offline.materialize_snapshot('$SNAP', 'restored_parallel')" 2>&1)
+wait_ready
+isd "$(parallel_loads "$MARK")" "$NTABLES" "parallel loader: a worker parsed every table of the materialisation" "$err"
+isd "$(Q "SELECT rt_check.mismatches('parallel', 'row_digest') || '; ' || rt_check.mismatches('parallel', 'float_bits_digest')")" \
+	"$NTABLES; $NTABLES" \
+	"parallel loader: materialised tables have the originals' row_digest and float_bits_digest" "$err"
+is "$(digest_check parallel)" "$((NTABLES - 1))" \
+	"parallel loader: the load digest is rows_digest() of the table made"
+is "$(Q "$PAR SELECT (r->>'valid') || ' ' || (SELECT count(*) FILTER (WHERE (t->>'equal')::boolean) FROM jsonb_array_elements(r->'tables') t)
+	FROM backup_offline.verify_snapshot('$SNAP', 'restore') r" 2>&1)" "true $NTABLES" \
+	"parallel loader: verify_snapshot restore valid, every table equal"
+# no worker to be had: the loader parses the streams itself
+LINE=$(wc -l <"$DIR/server.log")
+is "$(Q "$PAR SET max_parallel_workers = 0; SELECT (r->>'valid') || ' ' || (SELECT count(*) FILTER (WHERE (t->>'equal')::boolean) FROM jsonb_array_elements(r->'tables') t)
+	FROM backup_offline.verify_snapshot('$SNAP', 'restore') r" 2>&1)" "true $NTABLES" \
+	"no parallel worker available: verify_snapshot restore valid, every table equal"
+is "$(parallel_loads "$LINE")" "0" "no parallel worker available: no table parsed by a worker"
+no_crash_since
+ok $? "the parallel loader did not crash the server"
+
 # ---- no encryption, no compression, SHA512 ----------------------------------
 PLAIN=$(create_config plain repo_plain '{"checksumAlgorithm": "SHA512", "encryptionEnabled": false, "compressionEnabled": false}')
 PSNAP=$(run_full "$PLAIN" 2>"$DIR/err")
@@ -305,6 +371,13 @@ wait_ready
 echo "$out" | grep -q "ERROR:  snapshot BKP-[0-9]* could not be materialised" &&
 	[ "$(Q "SELECT count(*) FROM pg_namespace WHERE nspname = 'restored_damaged'")" = 0 ]
 ok $? "materialising the damaged snapshot fails and leaves no schema"
+# the same with a parallel worker parsing the damaged object: its error
+# reaches the materialisation
+out=$(Q "$PAR SELECT backup_offline.materialize_snapshot('$PSNAP', 'restored_damaged')" 2>&1)
+wait_ready
+echo "$out" | grep -q "ERROR:  snapshot BKP-[0-9]* could not be materialised" &&
+	[ "$(Q "SELECT count(*) FROM pg_namespace WHERE nspname = 'restored_damaged'")" = 0 ]
+ok $? "parallel loader: materialising the damaged snapshot fails and leaves no schema"
 # the first configuration's snapshot is untouched
 err=$(verify full_again "$SNAP" checksums)
 isd "$(V full_again "r->>'valid'") $(Q "SELECT status FROM backup_offline.backup_snapshot WHERE id = '$SNAP'")" \
