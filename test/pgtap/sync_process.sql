@@ -5,7 +5,7 @@
 -- device's later operations on the entity, expiry.  Concurrency and crashes
 -- are in test/scenario/sync_process.sh.
 BEGIN;
-SELECT plan(20);
+SELECT plan(29);
 
 \set org 'aaaaaaaa-0000-4000-8000-0000000000a8'
 INSERT INTO backup_offline.organization_member VALUES ('postgres', NULL);
@@ -123,6 +123,29 @@ SELECT is(pg_temp.status('d12-1') || ' ' || pg_temp.status('d12-2') || ' ' || pg
 SELECT is((SELECT body FROM t_sp.notes WHERE id = 'n10') || ' ' ||
 		  (SELECT conflict_type || ' ' || status || ' ' || requires_manual_resolution FROM backup_offline.sync_conflict),
 	'office UPDATE_UPDATE OPEN true', 'the server''s value stays until a person resolves it');
+
+-- ---- resolution by a person ------------------------------------------------------------------
+\set nurse 'eeeeeeee-0000-4000-8000-0000000000e8'
+SELECT id AS c1 FROM backup_offline.sync_conflict WHERE status = 'OPEN' \gset
+SELECT throws_ok(format($q$SELECT backup_offline.resolve_conflict(%L, 'BOTH', %L)$q$, :'c1', :'nurse'), '22023',
+	'invalid strategy: ''BOTH''', 'an unknown strategy is refused');
+SELECT throws_ok(format($q$SELECT backup_offline.resolve_conflict(%L, 'FIELD_LEVEL_MERGE', %L)$q$, :'c1', :'nurse'), '22023',
+	'strategy FIELD_LEVEL_MERGE needs resolution, a JSON object of fields', 'FIELD_LEVEL_MERGE needs the chosen fields');
+SELECT is(backup_offline.resolve_conflict(:'c1', 'FIELD_LEVEL_MERGE', :'nurse', '{"body": "merged by the nurse"}', 'called the office')->>'status',
+	'RESOLVED', 'resolve_conflict with the fields a person chose');
+SELECT is((SELECT body FROM t_sp.notes WHERE id = 'n10') || ' | ' || pg_temp.status('d12-1') || ' | ' ||
+		  (SELECT resolution_strategy || ' ' || resolved_by || ' ' || notes FROM backup_offline.sync_conflict WHERE id = :'c1'),
+	'merged by the nurse | COMPLETED | FIELD_LEVEL_MERGE eeeeeeee-0000-4000-8000-0000000000e8 called the office',
+	'the row takes the chosen fields, the operation completes, the decision is on the conflict');
+SELECT is((SELECT count(*) FROM backup_offline.audit_pending WHERE object_type = 'sync_conflict' AND object_id = :'c1'), 1::bigint,
+	'the resolution is audited');
+SELECT throws_ok(format($q$SELECT backup_offline.resolve_conflict(%L, 'SERVER_WINS', %L)$q$, :'c1', :'nurse'), '55000',
+	format('conflict %s is RESOLVED', :'c1'), 'a resolved conflict is not decided again');
+SELECT backup_offline.process_sync_queue();
+SELECT is(pg_temp.status('d12-2'), 'CONFLICT', 'the device''s next operation on the note ran once released (and conflicts in turn)');
+SELECT is(backup_offline.resolve_conflict((SELECT id FROM backup_offline.sync_conflict WHERE status = 'OPEN'), 'CLIENT_WINS', :'nurse')->>'status',
+	'RESOLVED', 'CLIENT_WINS');
+SELECT is((SELECT body FROM t_sp.notes WHERE id = 'n10'), 'device again', '... writes the device''s version');
 DELETE FROM backup_offline.sync_conflict;
 DELETE FROM backup_offline.sync_queue;
 
