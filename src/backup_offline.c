@@ -49,6 +49,7 @@ int			bo_part_size = 1024;
 int			bo_suspend_after_failures = 3;
 int			bo_sync_max_clock_skew = 300;
 int			bo_sync_priority_aging = 60;
+char	   *bo_sync_worker_role = NULL;
 
 bool		bo_preloaded = false;
 
@@ -227,6 +228,15 @@ _PG_init(void)
 							PGC_USERSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("backup_offline.sync_worker_role",
+							   "Role as which the scheduler worker applies the sync queue (process_sync_queue); empty: it does not.",
+							   "The role needs an all-organizations membership and the privileges on the sync entities' tables.",
+							   &bo_sync_worker_role,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("backup_offline");
 

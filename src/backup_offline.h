@@ -31,6 +31,7 @@ extern int	bo_part_size;
 extern int	bo_suspend_after_failures;
 extern int	bo_sync_max_clock_skew;
 extern int	bo_sync_priority_aging;
+extern char *bo_sync_worker_role;
 
 /* the owner of a function (src/catalog/change_audit.c) */
 extern Oid	bo_function_owner(Oid funcoid);

@@ -173,8 +173,11 @@ BEGIN
 				outcome := 'CONFLICT';
 			END IF;
 		END IF;
-	ELSIF NOT exists_now AND (q.operation IN ('CREATE', 'UPSERT') OR r.row_key IS NULL) THEN
+	ELSIF NOT exists_now AND q.operation IN ('CREATE', 'UPSERT') THEN
 		PERFORM @extschema@.sync_apply(e, 'INSERT', q.entity_id, client_doc);
+	ELSIF NOT exists_now AND r.row_key IS NULL THEN
+		RAISE EXCEPTION '% % does not exist: a % needs a row the server has', q.entity_type, q.entity_id, q.operation
+			USING ERRCODE = '42704', HINT = 'Create it first (CREATE or UPSERT).';
 	ELSIF NOT exists_now THEN
 		-- the device updated a row the server deleted
 		ctype := 'UPDATE_DELETE';

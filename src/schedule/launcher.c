@@ -31,6 +31,8 @@
  */
 #include "postgres.h"
 
+#include "utils/acl.h"
+
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
@@ -190,6 +192,79 @@ schedule_due(Oid owner)
 	}
 }
 
+/*
+ * Apply the sync queue as backup_offline.sync_worker_role, in batches of
+ * 500, each its own transaction, until it is empty or 20 batches are done
+ * (the backups wait no longer than that).  A batch that fails is reported
+ * and retried at the next round; its operations are untouched.
+ */
+static void
+process_sync(void)
+{
+	Oid			role;
+	int			batch;
+
+	if (bo_sync_worker_role == NULL || bo_sync_worker_role[0] == '\0')
+		return;
+	for (batch = 0; batch < 20; batch++)
+	{
+		MemoryContext cxt = CurrentMemoryContext;
+		volatile int64 processed = 0;
+
+		PG_TRY();
+		{
+			Oid			save_userid;
+			int			save_sec;
+
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			role = get_role_oid(bo_sync_worker_role, true);
+			if (!OidIsValid(role))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("backup_offline.sync_worker_role \"%s\" does not exist", bo_sync_worker_role)));
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pgstat_report_activity(STATE_RUNNING, "applying the sync queue");
+			if (!OidIsValid(extension_owner()))
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_OBJECT),
+						 errmsg("backup_offline.sync_worker_role is set, but extension backup_offline is not installed in database \"%s\"",
+								bo_database)));
+			GetUserIdAndSecContext(&save_userid, &save_sec);
+			SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+			if (SPI_execute("SELECT (backup_offline.process_sync_queue(500)->>'processed')::bigint "
+							" WHERE EXISTS (SELECT 1 FROM backup_offline.sync_queue WHERE status IN ('PENDING', 'BLOCKED'))",
+							false, 0) != SPI_OK_SELECT)
+				elog(ERROR, "could not apply the sync queue");
+			if (SPI_processed > 0)
+			{
+				bool		isnull;
+
+				processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			}
+			SetUserIdAndSecContext(save_userid, save_sec);
+			PopActiveSnapshot();
+			SPI_finish();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(cxt);
+			EmitErrorReport();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			pgstat_report_activity(STATE_IDLE, NULL);
+			return;
+		}
+		PG_END_TRY();
+		if (processed < 500)
+			return;
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 void
 bo_launcher_main(Datum main_arg)
 {
@@ -247,6 +322,8 @@ bo_launcher_main(Datum main_arg)
 			pgstat_report_activity(STATE_IDLE, NULL);
 		}
 		PG_END_TRY();
+
+		process_sync();
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 (long) bo_scheduler_interval * 1000L, PG_WAIT_EXTENSION);

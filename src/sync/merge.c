@@ -11,7 +11,8 @@
  *
  *	1. client = base: only the server changed it, take the server's;
  *	2. server = base: only the device changed it, take the client's;
- *	3. client = server: both changed it alike, no conflict;
+ *	3. client = server: both changed it alike, no conflict (except for an
+ *	   additive field: two increments of one both count);
  *	4. else both changed it differently: if both are objects and the field
  *	   has no policy of its own, merge their fields the same way (nested
  *	   paths: address.street); otherwise the field's policy decides and the
@@ -830,12 +831,18 @@ merge_field(BoMerge *m, JsonbValue *key, JsonbValue *b, JsonbValue *c, JsonbValu
 		emit(m, key, s);
 		return;
 	}
-	if (values_equal(s, b) || values_equal(c, s))
+	if (values_equal(s, b))
 	{
 		emit(m, key, c);
 		return;
 	}
 	fp = lookup_policy(m);
+	/* both changed it alike: no conflict, except for counters, whose changes both count */
+	if (values_equal(c, s) && !(fp != NULL && fp->strategy == BO_MERGE_ADDITIVE))
+	{
+		emit(m, key, c);
+		return;
+	}
 	/* both changed an object, and the field has no policy of its own: field by field */
 	if (fp == NULL && is_object(c) && is_object(s) && (b == NULL || is_object(b)))
 	{

@@ -2,7 +2,7 @@
 -- policy, nested paths and arrays of objects, missing versus null, deep
 -- type-aware equality, the fallback to manual, and bad policies.
 BEGIN;
-SELECT plan(39);
+SELECT plan(40);
 
 -- merged document, conflicts (path:resolution:winner) and the manual flag, compactly
 CREATE FUNCTION pg_temp.m(b jsonb, c jsonb, s jsonb, p jsonb DEFAULT '{}') RETURNS text LANGUAGE sql AS $$
@@ -80,6 +80,8 @@ SELECT is(pg_temp.m('{"a": 1}', '{"a": 2}', '{"a": 3}', '{"default": "lww"}'), '
 	'lww without clocks falls back to manual: the server value waits for a person');
 SELECT is(pg_temp.m('{"visits": 5}', '{"visits": 7}', '{"visits": 10}', '{"fields": {"visits": "additive"}}'),
 	'{"visits": 12} | visits:additive:merged | false', 'additive: server + (client - base)');
+SELECT is(pg_temp.m('{"visits": 5}', '{"visits": 6}', '{"visits": 6}', '{"fields": {"visits": "additive"}}'),
+	'{"visits": 7} | visits:additive:merged | false', 'additive: two increments of one both count, though the values agree');
 SELECT is(pg_temp.m('{}', '{"visits": 2}', '{"visits": 3}', '{"fields": {"visits": "additive"}}'),
 	'{"visits": 5} | visits:additive:merged | false', 'additive: a missing counter counts 0');
 SELECT is(pg_temp.m('{"v": "a"}', '{"v": "b"}', '{"v": "c"}', '{"fields": {"v": "additive"}}'),
