@@ -132,6 +132,7 @@ extern void bo_backup_run(BoJobSlot *slot);
 extern int	bo_backup_recover(void);
 extern char *bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id);
 extern char *bo_try_subtransaction(void (*fn) (void *arg), void *arg);
+extern char *bo_try_subtransaction_code(void (*fn) (void *arg), void *arg, int *code);
 
 /* ---------------------------------------------------------------------
  * Row encoding in COPY formats (encode.c)

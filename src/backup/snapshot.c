@@ -398,6 +398,13 @@ delete_objects_cb(void *arg)
 char *
 bo_try_subtransaction(void (*fn) (void *arg), void *arg)
 {
+	return bo_try_subtransaction_code(fn, arg, NULL);
+}
+
+/* bo_try_subtransaction, also giving the error's SQLSTATE in *code (when not NULL) */
+char *
+bo_try_subtransaction_code(void (*fn) (void *arg), void *arg, int *code)
+{
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	char	   *volatile error = NULL;
@@ -421,6 +428,8 @@ bo_try_subtransaction(void (*fn) (void *arg), void *arg)
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 		error = edata->message;
+		if (code != NULL)
+			*code = edata->sqlerrcode;
 	}
 	PG_END_TRY();
 	return error;

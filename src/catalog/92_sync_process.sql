@@ -253,6 +253,8 @@ DECLARE
 	failed integer := 0;
 	expired integer := 0;
 	released integer := 0;
+	claimed integer;
+	released_now integer;
 	n integer;
 	state text;
 	msg text;
@@ -263,7 +265,8 @@ BEGIN
 			'Process 1 to 100000 operations per call.');
 	END IF;
 	LOOP
-		-- expiry, and dependencies that finished
+		-- housekeeping: expiry, dependencies that finished (again whenever a
+		-- batch comes back empty, so chains complete within one call)
 		UPDATE @extschema@.sync_queue SET status = 'EXPIRED', completed_at = now(),
 			   last_error = jsonb_build_object('message', 'not applied before expiresAt')
 		 WHERE status IN ('PENDING', 'BLOCKED') AND expires_at < now();
@@ -274,8 +277,8 @@ BEGIN
 		   AND NOT EXISTS (SELECT 1 FROM unnest(b.depends_on) d
 							WHERE NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue p
 											   WHERE p.device_id = b.device_id AND p.operation_id = d AND p.status = 'COMPLETED'));
-		GET DIAGNOSTICS n = ROW_COUNT;
-		released := released + n;
+		GET DIAGNOSTICS released_now = ROW_COUNT;
+		released := released + released_now;
 		-- a dependency that will never complete: fail the dependents (or hold them)
 		UPDATE @extschema@.sync_queue b SET status = 'FAILED', completed_at = now(),
 			   last_error = jsonb_build_object('sqlstate', '55000', 'message',
@@ -288,46 +291,64 @@ BEGIN
 		failed := failed + n;
 
 		EXIT WHEN processed >= max_operations;
-		SELECT * INTO q FROM @extschema@.sync_queue c
-		 WHERE c.status = 'PENDING' AND c.next_attempt_at <= now()
-		   AND NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue p
-							WHERE p.device_id = c.device_id AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id
-							  AND p.device_seq < c.device_seq AND p.status IN ('PENDING', 'BLOCKED', 'CONFLICT'))
-		 ORDER BY array_position(enum_range(NULL::@extschema@.sync_priority), c.priority)
-				  - floor(extract(epoch FROM now() - c.enqueued_at) / aging), c.enqueue_seq
-		 LIMIT 1
-		 FOR UPDATE SKIP LOCKED;
-		EXIT WHEN NOT FOUND;
-		processed := processed + 1;
-		BEGIN
-			outcome := @extschema@.sync_apply_operation(q);
-			UPDATE @extschema@.sync_queue SET status = (outcome->>'status')::@extschema@.sync_queue_status,
-				   result = outcome->'result', has_conflict = outcome ? 'conflictId', completed_at = clock_timestamp(),
-				   last_error = NULL
-			 WHERE id = q.id;
-			IF outcome->>'status' = 'CONFLICT' THEN
-				conflicts := conflicts + 1;
-			ELSE
-				completed := completed + 1;
-			END IF;
-		EXCEPTION WHEN OTHERS THEN
-			GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-			-- lock timeouts, deadlocks, serialization failures, shortage: try again later
-			transient := state IN ('40001', '40P01', '55P03', '57014', '53000', '53100', '53200', '53300');
-			IF transient AND q.retry_count < q.max_retries THEN
-				UPDATE @extschema@.sync_queue SET retry_count = retry_count + 1,
-					   next_attempt_at = now() + least(interval '1 hour',
-							interval '1 second' * power(2, q.retry_count) * (0.5 + random() / 2)),
-					   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', true)
+		-- a batch of runnable operations, best first, claimed; the same
+		-- device's later operations on an entity are not runnable while an
+		-- earlier one waits, so a batch holds at most one per device and entity
+		claimed := 0;
+		FOR q IN
+			SELECT * FROM @extschema@.sync_queue c
+			 WHERE c.status = 'PENDING' AND c.next_attempt_at <= now()
+			   AND NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue p
+								WHERE p.device_id = c.device_id AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id
+								  AND p.device_seq < c.device_seq AND p.status IN ('PENDING', 'BLOCKED', 'CONFLICT'))
+			 ORDER BY CASE c.priority WHEN 'CRITICAL' THEN 0 WHEN 'HIGH' THEN 1 WHEN 'NORMAL' THEN 2 WHEN 'LOW' THEN 3 ELSE 4 END
+					  - floor(extract(epoch FROM now() - c.enqueued_at) / aging), c.enqueue_seq
+			 LIMIT least(100, max_operations - processed)
+			 FOR UPDATE SKIP LOCKED
+		LOOP
+			claimed := claimed + 1;
+			processed := processed + 1;
+			BEGIN
+				outcome := @extschema@.sync_apply_operation(q);
+				UPDATE @extschema@.sync_queue SET status = (outcome->>'status')::@extschema@.sync_queue_status,
+					   result = outcome->'result', has_conflict = outcome ? 'conflictId', completed_at = clock_timestamp(),
+					   last_error = NULL
 				 WHERE id = q.id;
-				retried := retried + 1;
-			ELSE
-				UPDATE @extschema@.sync_queue SET status = 'FAILED', completed_at = now(), retry_count = retry_count + 1,
-					   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', transient)
-				 WHERE id = q.id;
-				failed := failed + 1;
-			END IF;
-		END;
+				IF outcome->>'status' = 'CONFLICT' THEN
+					conflicts := conflicts + 1;
+				ELSE
+					completed := completed + 1;
+				END IF;
+				-- the device's next operation on this entity may now outrank the
+				-- rest of the batch: take the order afresh
+				IF outcome->>'status' = 'COMPLETED' AND EXISTS (
+						SELECT 1 FROM @extschema@.sync_queue x
+						 WHERE x.device_id = q.device_id AND x.entity_type = q.entity_type AND x.entity_id = q.entity_id
+						   AND x.device_seq > q.device_seq AND x.status = 'PENDING') THEN
+					EXIT;
+				END IF;
+			EXCEPTION WHEN OTHERS THEN
+				GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+				-- lock timeouts, deadlocks, serialization failures, shortage: try again later
+				transient := state IN ('40001', '40P01', '55P03', '57014', '53000', '53100', '53200', '53300');
+				IF transient AND q.retry_count < q.max_retries THEN
+					UPDATE @extschema@.sync_queue SET retry_count = retry_count + 1,
+						   next_attempt_at = now() + least(interval '1 hour',
+								interval '1 second' * power(2, q.retry_count) * (0.5 + random() / 2)),
+						   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', true)
+					 WHERE id = q.id;
+					retried := retried + 1;
+				ELSE
+					UPDATE @extschema@.sync_queue SET status = 'FAILED', completed_at = clock_timestamp(),
+						   retry_count = retry_count + 1,
+						   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', transient)
+					 WHERE id = q.id;
+					failed := failed + 1;
+				END IF;
+			END;
+		END LOOP;
+		-- nothing runnable: done, unless finished dependencies or released entities make more runnable
+		EXIT WHEN claimed = 0 AND released_now = 0;
 	END LOOP;
 	RETURN jsonb_build_object('processed', processed, 'completed', completed, 'conflicts', conflicts, 'retried', retried,
 							  'failed', failed, 'expired', expired, 'released', released);

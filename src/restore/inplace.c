@@ -76,6 +76,7 @@ typedef struct BoColumn
 	bool		generated;		/* the table computes it */
 	bool		identity_always;	/* GENERATED ALWAYS AS IDENTITY: never updated */
 	bool		key;
+	bool		as_text;		/* the backup's copy holds it as text (a type holding a domain): cast on writing */
 } BoColumn;
 
 /* what the statements of one table are built from */
@@ -244,7 +245,10 @@ plan_columns(BoInPlaceTable *t, Oid live, Oid source, List *keys)
 	bo_restore_exec("SELECT a.attname, format_type(a.atttypid, a.atttypmod), "
 					"       EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = $2 AND b.attname = a.attname "
 					"                  AND b.attnum > 0 AND NOT b.attisdropped), "
-					"       a.attgenerated <> '', a.attidentity = 'a' "
+					"       a.attgenerated <> '', a.attidentity = 'a', "
+					"       EXISTS (SELECT 1 FROM pg_attribute b WHERE b.attrelid = $2 AND b.attname = a.attname "
+					"                  AND b.attnum > 0 AND NOT b.attisdropped AND b.atttypid = 'text'::regtype "
+					"                  AND a.atttypid <> 'text'::regtype) "
 					"  FROM pg_attribute a WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped "
 					" ORDER BY a.attnum", 2, types, values);
 	rows = SPI_tuptable;
@@ -259,6 +263,7 @@ plan_columns(BoInPlaceTable *t, Oid live, Oid source, List *keys)
 		c->in_backup = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 3), "t") == 0;
 		c->generated = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 4), "t") == 0;
 		c->identity_always = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 5), "t") == 0;
+		c->as_text = strcmp(SPI_getvalue(rows->vals[i], rows->tupdesc, 6), "t") == 0;
 		foreach(lc, keys)
 		{
 			if (strcmp(name, lfirst(lc)) == 0)
@@ -355,9 +360,11 @@ set_list(BoInPlaceTable *t)
 		if (!c->in_backup || c->generated || c->key || c->identity_always)
 			continue;
 		if (merge)
-			appendStringInfo(&s, "%s%s = coalesce(t.%s, s.%s)", s.len ? ", " : "", c->name, c->name, c->name);
+			appendStringInfo(&s, "%s%s = coalesce(t.%s, s.%s%s%s)", s.len ? ", " : "", c->name, c->name, c->name,
+							 c->as_text ? "::" : "", c->as_text ? c->type : "");
 		else
-			appendStringInfo(&s, "%s%s = s.%s", s.len ? ", " : "", c->name, c->name);
+			appendStringInfo(&s, "%s%s = s.%s%s%s", s.len ? ", " : "", c->name, c->name,
+							 c->as_text ? "::" : "", c->as_text ? c->type : "");
 	}
 	return s.len ? s.data : NULL;
 }
@@ -415,7 +422,8 @@ insert_lists(BoInPlaceTable *t, StringInfo cols, StringInfo vals)
 		if (!c->in_backup || c->generated)
 			continue;
 		appendStringInfo(cols, "%s%s", cols->len ? ", " : "", c->name);
-		appendStringInfo(vals, "%ss.%s", vals->len ? ", " : "", c->name);
+		/* a value kept as text goes back through its type's input, as the requester */
+		appendStringInfo(vals, "%ss.%s%s%s", vals->len ? ", " : "", c->name, c->as_text ? "::" : "", c->as_text ? c->type : "");
 	}
 }
 

@@ -42,7 +42,7 @@ PORT=$((BO_TEST_PORT + 30))
 ORG=6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'cluster_stop "$DIR"' EXIT
-plan 61
+plan 62
 
 # as ROLE SQL...: run statements as a role of the organization; the first
 # ERROR line (with SQLSTATE) on stderr is printed, values on stdout
@@ -411,6 +411,20 @@ like "$(as ip_clerk "SELECT backup_offline.rollback_restore('$RID')")" "ERROR:  
 cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 -f "$ROOT/test/fixtures/type_families.sql" >/dev/null &&
 	cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
 SET backup_offline.organization_id = '$ORG';
+-- a domain whose check records who runs it, inside a composite type
+CREATE TABLE ip.checked_by (who name);
+GRANT INSERT ON ip.checked_by TO PUBLIC;
+CREATE FUNCTION ip.record_checker(v text) RETURNS boolean LANGUAGE plpgsql AS \$\$
+BEGIN
+	INSERT INTO ip.checked_by VALUES (current_user);
+	RETURN true;
+END
+\$\$;
+CREATE DOMAIN ip.watched AS text CHECK (ip.record_checker(VALUE));
+CREATE TYPE ip.wrap AS (v ip.watched, n int);
+CREATE TABLE ip.wrapped (id int PRIMARY KEY, w ip.wrap);
+INSERT INTO ip.wrapped VALUES (1, ROW('a', 1)), (2, ROW('b, c', 2));
+SELECT backup_offline.register_entity('TF_WRAPPED', 'ip.wrapped', '{}') IS NOT NULL;
 CREATE TABLE ip.nokey (code text, v int);
 INSERT INTO ip.nokey VALUES ('a', 1), ('b', 2);
 SELECT backup_offline.register_entity('TF_NOKEY', 'ip.nokey', '{"keyColumns": ["code"]}') IS NOT NULL;
@@ -429,6 +443,9 @@ TFCFG=$(cluster_psql "$DIR" "$PORT" -d postgres -At -c "SET backup_offline.organ
 	'retention', '{\"retentionDays\": 30}'::jsonb,
 	'storageDestination', jsonb_build_object('type', 'LOCAL_FILESYSTEM', 'path', '$DIR/backups/tf')))")
 SNAP=$(Q "SELECT backup_offline.run_backup('$TFCFG')" 2>/dev/null)
+Q "TRUNCATE ip.checked_by" >/dev/null
+is "$(as ip_clerk "SELECT backup_offline.verify_snapshot('$SNAP', 'restore')->>'valid'") $(Q "SELECT count(*) FROM ip.checked_by")" "true 0" \
+	"verify_snapshot(restore) by an operator: a domain check inside a composite type never runs (as the extension owner or at all)"
 cluster_psql "$DIR" "$PORT" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
 DO $$
 DECLARE
