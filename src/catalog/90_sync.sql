@@ -19,7 +19,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.merge3(jsonb, jsonb, jsonb, jsonb) TO PUBL
 -- tombstones.
 --
 -- Registering a table installs three statement-level triggers on it
--- (sync_track, with transition tables) that keep, for every row:
+-- (sync_track_<entity id>, with transition tables) that keep, for every row:
 --   sync_row          its version (1, 2, ... per change), whether it is
 --                     deleted (a tombstone), the transaction that wrote it,
 --                     and change_seq, the server-assigned pull sequence;
@@ -132,42 +132,72 @@ AS $$
 			 ELSE quote_nullable(e.organization_id) || '::uuid' END)
 $$;
 
--- The statement triggers of a sync entity's table: versions, history and
--- tombstones for the rows the statement wrote, set-based over the
--- transition tables.  SECURITY DEFINER (the writers of the table may not
--- write the catalog), so it refuses to run for any table but the one its
--- sync_entity names.
-CREATE FUNCTION @extschema@.sync_track()
-RETURNS trigger
+-- The statement-trigger function of one entity (sync_track_<entity id>):
+-- versions, history and tombstones for the rows a statement wrote,
+-- set-based over the transition tables, with sync_track_sql's statements
+-- and the entity's id, key column, organization column and history depth
+-- written in as static SQL, so that PL/pgSQL plans them once per session
+-- (built and planned per statement they cost about 0.7 ms each).  An UPDATE
+-- that changes a key makes the old key a tombstone.  SECURITY DEFINER and
+-- owned by the extension's owner (the table's writers may not write the
+-- catalog), so it refuses to run for any table but its entity's.  Returns
+-- its name.
+CREATE FUNCTION @extschema@.sync_track_function(entity uuid)
+RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	e @extschema@.sync_entity;
+	fn text;
+	-- the parameters of sync_track_sql written in
+	ins text;
+	upd_gone text;
+	del text;
 BEGIN
-	SELECT * INTO e FROM @extschema@.sync_entity WHERE id = TG_ARGV[0]::uuid;
-	IF NOT FOUND OR e.table_name <> TG_RELID THEN
-		RAISE EXCEPTION 'sync_track fires only on the table of its sync entity'
-			USING ERRCODE = '42501';
+	SELECT * INTO e FROM @extschema@.sync_entity WHERE id = entity;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'sync entity % does not exist', entity USING ERRCODE = '42704';
 	END IF;
-	IF TG_OP IN ('INSERT', 'UPDATE') THEN
-		EXECUTE @extschema@.sync_track_sql(e, 'new_rows') USING e.id, false, e.history_depth;
+	fn := 'sync_track_' || replace(e.id::text, '-', '');
+	ins := replace(replace(replace(@extschema@.sync_track_sql(e, 'new_rows'),
+		'$1', quote_literal(e.id) || '::uuid'), '$2', 'false'), '$3', e.history_depth::text);
+	upd_gone := replace(replace(replace(@extschema@.sync_track_sql(e,
+			format('(SELECT o.* FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I))', e.key_column)),
+		'$1', quote_literal(e.id) || '::uuid'), '$2', 'true'), '$3', e.history_depth::text);
+	del := replace(replace(replace(@extschema@.sync_track_sql(e, 'old_rows'),
+		'$1', quote_literal(e.id) || '::uuid'), '$2', 'true'), '$3', e.history_depth::text);
+	EXECUTE format($f$
+CREATE OR REPLACE FUNCTION @extschema@.%I()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $body$
+BEGIN
+	IF TG_RELID <> %s::oid THEN
+		RAISE EXCEPTION 'this sync trigger function fires only on table %s' USING ERRCODE = '42501';
 	END IF;
-	IF TG_OP = 'UPDATE' THEN
-		-- a key that changed: the old key is deleted
-		EXECUTE @extschema@.sync_track_sql(e,
-			format('(SELECT o.* FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I))', e.key_column))
-			USING e.id, true, e.history_depth;
-	ELSIF TG_OP = 'DELETE' THEN
-		EXECUTE @extschema@.sync_track_sql(e, 'old_rows') USING e.id, true, e.history_depth;
+	IF TG_OP = 'INSERT' THEN
+		%s;
+	ELSIF TG_OP = 'UPDATE' THEN
+		%s;
+		%s;
+	ELSE
+		%s;
 	END IF;
 	RETURN NULL;
+END
+$body$
+$f$, fn, e.table_name::oid, e.table_name::oid, ins, ins, upd_gone, del);
+	EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%I() FROM PUBLIC', fn);
+	RETURN '@extschema@.' || quote_ident(fn);
 END
 $$;
 
 -- The rows a table holds when it is registered: version 1 each, pullable.
--- SECURITY DEFINER like sync_track; only for a just-registered entity
+-- SECURITY DEFINER like the trigger functions; only for a just-registered entity
 -- whose table the caller owns (register_sync_entity checked).
 CREATE FUNCTION @extschema@.sync_track_existing(entity uuid)
 RETURNS void
@@ -308,12 +338,13 @@ BEGIN
 	e.created_at := now();
 	e.created_by := current_user;
 	INSERT INTO @extschema@.sync_entity SELECT e.*;
+	fn := @extschema@.sync_track_function(e.id);
 	EXECUTE format('CREATE TRIGGER backup_offline_sync_insert AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows '
-				   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.sync_track(%L)', target, e.id);
+				   'FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
 	EXECUTE format('CREATE TRIGGER backup_offline_sync_update AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows '
-				   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.sync_track(%L)', target, e.id);
+				   'FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
 	EXECUTE format('CREATE TRIGGER backup_offline_sync_delete AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows '
-				   'FOR EACH STATEMENT EXECUTE FUNCTION @extschema@.sync_track(%L)', target, e.id);
+				   'FOR EACH STATEMENT EXECUTE FUNCTION %s()', target, fn);
 	-- the rows already there: version 1 each, pullable
 	PERFORM @extschema@.sync_track_existing(e.id);
 	RETURN e.id;
@@ -486,8 +517,8 @@ $$;
 REVOKE ALL ON @extschema@.sync_entity, @extschema@.sync_row, @extschema@.sync_row_history, @extschema@.sync_state FROM PUBLIC;
 REVOKE ALL ON FUNCTION
 	@extschema@.sync_track_sql(@extschema@.sync_entity, text),
-	@extschema@.sync_track(),
 	@extschema@.sync_track_existing(uuid),
+	@extschema@.sync_track_function(uuid),
 	@extschema@.register_sync_entity(text, regclass, jsonb),
 	@extschema@.sync_sequence(),
 	@extschema@.sync_purge_tombstones(),
@@ -500,6 +531,7 @@ TO backup_offline_admin, backup_offline_auditor, backup_offline_app;
 GRANT EXECUTE ON FUNCTION
 	@extschema@.sync_track_sql(@extschema@.sync_entity, text),
 	@extschema@.sync_track_existing(uuid),
+	@extschema@.sync_track_function(uuid),
 	@extschema@.register_sync_entity(text, regclass, jsonb)
 TO backup_offline_admin;
 GRANT EXECUTE ON FUNCTION
