@@ -132,6 +132,7 @@ extern void bo_backup_run(BoJobSlot *slot);
 extern int	bo_backup_recover(void);
 extern char *bo_snapshot_prefix(const char *configuration_id, const char *snapshot_id);
 extern char *bo_try_subtransaction(void (*fn) (void *arg), void *arg);
+extern int	bo_spi_exec(const char *sql, int nargs, const char **args, bool read_only, long limit);
 extern char *bo_try_subtransaction_code(void (*fn) (void *arg), void *arg, int *code);
 
 /* ---------------------------------------------------------------------
@@ -219,7 +220,7 @@ extern const BoIndexEntry *bo_index_chain_block(BoIndexChain *c, BlockNumber blo
 
 extern char *bo_manifest_finish(StringInfo body);
 extern Jsonb *bo_manifest_parse(const char *text, size_t len, const char *what);
-extern char *bo_manifest_read(BoStorage *storage, const char *name, size_t *len);
+extern char *bo_manifest_read(BoStorage *storage, const char *name, size_t *len, bool *authenticated);
 
 /* ---------------------------------------------------------------------
  * Materialisation and verification (verify.c)

@@ -94,10 +94,13 @@ bo_manifest_parse(const char *text, size_t len, const char *what)
 
 /*
  * The verified plaintext of a stored manifest object (NUL-terminated);
- * *len its length.
+ * *len its length; *authenticated (when not NULL): whether the reader
+ * authenticated it with a key (an object with a cipher decrypts only with a
+ * key of key_directory, its AEAD tags; one without is checked by digests
+ * anybody who can write to the storage can compute).
  */
 char *
-bo_manifest_read(BoStorage *storage, const char *name, size_t *len)
+bo_manifest_read(BoStorage *storage, const char *name, size_t *len, bool *authenticated)
 {
 	BoArchiveReader *r = bo_archive_reader_open(storage, name, NULL);
 	StringInfoData s;
@@ -112,6 +115,13 @@ bo_manifest_read(BoStorage *storage, const char *name, size_t *len)
 					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 					 errmsg("manifest \"%s\" is too large", name)));
 		appendBinaryStringInfo(&s, buf, n);
+	}
+	if (authenticated != NULL)
+	{
+		BoArchiveResult result;
+
+		bo_archive_reader_result(r, &result);
+		*authenticated = result.cipher != BO_CIPHER_NONE;
 	}
 	bo_archive_reader_close(r);
 	*len = s.len;

@@ -233,8 +233,8 @@ lsn_string(XLogRecPtr lsn)
 }
 
 /* run one SPI statement with text parameters (NULL = SQL NULL) */
-static int
-spi_exec(const char *sql, int nargs, const char **args, bool read_only, long limit)
+int
+bo_spi_exec(const char *sql, int nargs, const char **args, bool read_only, long limit)
 {
 	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
 	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
@@ -323,7 +323,7 @@ count_failure(const char *configuration_id)
 
 	args[0] = configuration_id;
 	args[1] = psprintf("%d", bo_suspend_after_failures);
-	spi_exec("UPDATE backup_offline.backup_configuration c "
+	bo_spi_exec("UPDATE backup_offline.backup_configuration c "
 			 "   SET consecutive_failures = c.consecutive_failures + 1, "
 			 "       status = CASE WHEN $2::int > 0 AND c.consecutive_failures + 1 >= $2::int "
 			 "                     AND c.status = 'ACTIVE' THEN 'SUSPENDED' ELSE c.status END, "
@@ -449,7 +449,7 @@ bo_backup_recover(void)
 	SPITupleTable *rows;
 	uint64		nrows;
 
-	spi_exec("SELECT s.id::text, s.snapshot_number, s.storage_location->'destination', "
+	bo_spi_exec("SELECT s.id::text, s.snapshot_number, s.storage_location->'destination', "
 			 "       s.storage_location->>'prefix', s.configuration_id::text "
 			 "  FROM backup_offline.backup_snapshot s "
 			 " WHERE s.status IN ('PENDING', 'IN_PROGRESS') "
@@ -482,7 +482,7 @@ bo_backup_recover(void)
 
 		args[0] = id;
 		args[1] = psprintf("the job was interrupted (server restart, crash or worker exit); %s", removal);
-		spi_exec("UPDATE backup_offline.backup_snapshot "
+		bo_spi_exec("UPDATE backup_offline.backup_snapshot "
 				 "   SET status = 'FAILED', status_reason = $2, completed_at = now(), "
 				 "       error = jsonb_build_object('sqlstate', '57P01', 'message', $2) "
 				 " WHERE id = $1::uuid", 2, args, false, 0);
@@ -512,7 +512,7 @@ create_snapshot(BoBackupJob *job)
 	bo_jobs_recover();
 
 	args[0] = job->configuration_id;
-	rc = spi_exec("SELECT c.name, c.status::text, (c.deleted_at IS NOT NULL)::text, c.config_type::text, "
+	rc = bo_spi_exec("SELECT c.name, c.status::text, (c.deleted_at IS NOT NULL)::text, c.config_type::text, "
 				  "       c.organization_id::text, backup_offline.configuration_to_json(c)::text, "
 				  "       c.scope::text, c.storage_destination::text, c.encryption_enabled, "
 				  "       c.compression_enabled, c.checksum_algorithm::text, "
@@ -561,7 +561,7 @@ create_snapshot(BoBackupJob *job)
 		 * with its whole chain COMPLETED.
 		 */
 		args[1] = job->requested_type;
-		spi_exec("SELECT s.id::text, s.base_snapshot_id::text FROM backup_offline.backup_snapshot s "
+		bo_spi_exec("SELECT s.id::text, s.base_snapshot_id::text FROM backup_offline.backup_snapshot s "
 				 " WHERE s.configuration_id = $1::uuid AND s.status = 'COMPLETED' "
 				 "   AND ($2 = 'INCREMENTAL' OR s.backup_type = 'FULL') "
 				 "   AND NOT EXISTS (SELECT 1 FROM backup_offline.snapshot_chain(s.id) c "
@@ -584,7 +584,7 @@ create_snapshot(BoBackupJob *job)
 			job->base_id = spi_text(job, 0, 2);
 			args[0] = job->parent_id;
 			args[1] = job->configuration_id;
-			spi_exec("SELECT p.manifest::text, p.consistency->>'changeLsn', "
+			bo_spi_exec("SELECT p.manifest::text, p.consistency->>'changeLsn', "
 					 "       (p.manifest->'configuration'->'scope' IS DISTINCT FROM "
 					 "        backup_offline.configuration_to_json(c)->'scope') "
 					 "  FROM backup_offline.backup_snapshot p, backup_offline.backup_configuration c "
@@ -597,7 +597,7 @@ create_snapshot(BoBackupJob *job)
 			job->parent_change_lsn = lsn ? DatumGetLSN(DirectFunctionCall1(pg_lsn_in, CStringGetDatum(lsn)))
 				: InvalidXLogRecPtr;
 			job->scope_changed = spi_bool(0, 3);
-			spi_exec("SELECT id::text FROM backup_offline.snapshot_chain($1::uuid)", 1, args, false, 0);
+			bo_spi_exec("SELECT id::text FROM backup_offline.snapshot_chain($1::uuid)", 1, args, false, 0);
 			for (i = 0; i < SPI_processed; i++)
 			{
 				old = MemoryContextSwitchTo(job->cxt);
@@ -609,7 +609,7 @@ create_snapshot(BoBackupJob *job)
 	}
 
 	/* claim the id first: a recovery running meanwhile must not take the row for an orphan */
-	spi_exec("SELECT gen_random_uuid()::text", 0, NULL, true, 1);
+	bo_spi_exec("SELECT gen_random_uuid()::text", 0, NULL, true, 1);
 	job->snapshot_id = spi_text(job, 0, 1);
 	bo_job_claim_snapshot(DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(job->snapshot_id))));
 
@@ -623,7 +623,7 @@ create_snapshot(BoBackupJob *job)
 	args[7] = job->slot->requested_by;
 	args[8] = job->slot->requested_by_user[0] ? job->slot->requested_by_user : NULL;
 	args[9] = job->snapshot_id;
-	rc = spi_exec("WITH n AS (SELECT $10::uuid AS id) "
+	rc = bo_spi_exec("WITH n AS (SELECT $10::uuid AS id) "
 				  "INSERT INTO backup_offline.backup_snapshot "
 				  "  (id, organization_id, configuration_id, backup_type, requested_type, trigger, "
 				  "   parent_snapshot_id, base_snapshot_id, requested_by, requested_by_user, "
@@ -711,7 +711,7 @@ start_scan(BoBackupJob *job)
 
 	resolve_scope(job);
 	wait_for_writers(job);
-	spi_exec("UPDATE backup_offline.backup_snapshot SET status = 'IN_PROGRESS', started_at = now() "
+	bo_spi_exec("UPDATE backup_offline.backup_snapshot SET status = 'IN_PROGRESS', started_at = now() "
 			 " WHERE id = $1::uuid", 1, args, false, 0);
 }
 
@@ -728,7 +728,7 @@ resolve_scope(BoBackupJob *job)
 	uint64		i;
 	MemoryContext old;
 
-	spi_exec("SELECT relid, schema_name, table_name, to_jsonb(entity_types)::text, "
+	bo_spi_exec("SELECT relid, schema_name, table_name, to_jsonb(entity_types)::text, "
 			 "       client_id_column, caregiver_id_column, branch_id_column, date_column, "
 			 "       organization_column, contains_phi, contains_pii, contains_financial "
 			 "  FROM backup_offline.backup_scope_tables($1::uuid)", 1, args, true, 0);
@@ -1598,11 +1598,11 @@ scan_tables(BoBackupJob *job)
 
 		uint64		i;
 
-		spi_exec("SELECT d::text, d->>'fingerprint' "
+		bo_spi_exec("SELECT d::text, d->>'fingerprint' "
 				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 1);
 		t->definition = spi_text(job, 0, 1);
 		t->fingerprint = spi_text(job, 0, 2);
-		spi_exec("SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(d->'primaryKey') = 'array' "
+		bo_spi_exec("SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof(d->'primaryKey') = 'array' "
 				 "                                      THEN d->'primaryKey' ELSE '[]' END) "
 				 "  FROM backup_offline.table_definition($1::oid::regclass) d", 1, args, true, 0);
 		for (i = 0; i < SPI_processed; i++)
@@ -1670,7 +1670,7 @@ prune_row_indexes(BoBackupJob *job)
 	const char *args[2] = {job->configuration_id, job->snapshot_id};
 	uint64		i;
 
-	spi_exec("SELECT s.id::text FROM backup_offline.backup_snapshot s "
+	bo_spi_exec("SELECT s.id::text FROM backup_offline.backup_snapshot s "
 			 " WHERE s.configuration_id = $1::uuid "
 			 "   AND s.id NOT IN (SELECT c.id FROM backup_offline.snapshot_chain($2::uuid) c) "
 			 "   AND s.id IS DISTINCT FROM (SELECT f.id FROM backup_offline.backup_snapshot f "
@@ -1699,7 +1699,7 @@ complete_snapshot(BoBackupJob *job)
 	args[6] = psprintf(INT64_FORMAT, ms);
 	args[7] = psprintf(UINT64_FORMAT, job->manifest_stored);
 	args[8] = job->configuration_id;
-	spi_exec("WITH m AS (SELECT $2::jsonb AS j) "
+	bo_spi_exec("WITH m AS (SELECT $2::jsonb AS j) "
 			 "UPDATE backup_offline.backup_snapshot s "
 			 "   SET status = 'COMPLETED', manifest = m.j, checksum = $3, key_id = $4, "
 			 "       snapshot_time = $5::timestamptz, consistency = $6::jsonb, completed_at = now(), "
@@ -1707,7 +1707,7 @@ complete_snapshot(BoBackupJob *job)
 			 "           'durationMs', $7::bigint, 'manifestBytes', $8::bigint, "
 			 "           'storedBytes', (m.j->'totals'->>'storedBytes')::bigint + $8::bigint) "
 			 "  FROM m WHERE s.id = $1::uuid", 8, args, false, 0);
-	spi_exec("UPDATE backup_offline.backup_configuration "
+	bo_spi_exec("UPDATE backup_offline.backup_configuration "
 			 "   SET last_backup_at = now(), consecutive_failures = 0 WHERE id = $1::uuid",
 			 1, &args[8], false, 0);
 }
@@ -1772,7 +1772,7 @@ record_failure(BoBackupJob *job)
 	args[1] = status;
 	args[2] = f->edata->message;
 	args[3] = err.data;
-	spi_exec("UPDATE backup_offline.backup_snapshot "
+	bo_spi_exec("UPDATE backup_offline.backup_snapshot "
 			 "   SET status = $2::backup_offline.snapshot_status, status_reason = $3, error = $4::jsonb, "
 			 "       completed_at = now() WHERE id = $1::uuid", 4, args, false, 0);
 	/* a backup that does not finish in time fails its configuration; a cancel does not */

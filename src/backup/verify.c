@@ -1280,7 +1280,7 @@ check_manifest(void *arg)
 	else
 	{
 		size_t		len;
-		char	   *text = bo_manifest_read(v->storage, c->name, &len);
+		char	   *text = bo_manifest_read(v->storage, c->name, &len, NULL);
 		Jsonb	   *stored = bo_manifest_parse(text, len, "the stored manifest");
 		BoStorageStat st;
 

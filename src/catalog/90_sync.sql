@@ -104,10 +104,12 @@ CREATE TABLE @extschema@.sync_state (
 );
 
 -- The statement that records the rows of relation rows (the text of a
--- FROM item; parameters $1 entity id, $2 deleted, $3 history depth): each
--- row's state upserted (version + 1, unsequenced again), its image added to
--- the history, versions beyond the history depth dropped.
-CREATE FUNCTION @extschema@.sync_track_sql(e @extschema@.sync_entity, rows text)
+-- FROM item) of entity e as deleted or not: each row's state upserted
+-- (version + 1, unsequenced again), its image added to the history,
+-- versions beyond the history depth dropped.  The entity's id, key,
+-- organization and depth are written in: the statement is static SQL of
+-- its trigger function.
+CREATE FUNCTION @extschema@.sync_track_sql(e @extschema@.sync_entity, rows text, deleted boolean)
 RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -117,19 +119,20 @@ AS $$
 					 FROM (SELECT (to_jsonb(r.*)->>%1$L) AS k, to_jsonb(r.*) AS img FROM %2$s r) s),
 		up AS (
 			INSERT INTO @extschema@.sync_row AS s (entity_id, row_key, organization_id, version, change_seq, writer, deleted, changed_at)
-			SELECT $1, x.k, x.org, 1, NULL, pg_current_xact_id(), $2, now() FROM x
+			SELECT %4$L::uuid, x.k, x.org, 1, NULL, pg_current_xact_id(), %5$L::boolean, now() FROM x
 			ON CONFLICT (entity_id, row_key) DO UPDATE
 			   SET version = s.version + 1, change_seq = NULL, writer = EXCLUDED.writer, deleted = EXCLUDED.deleted,
 				   changed_at = EXCLUDED.changed_at, organization_id = EXCLUDED.organization_id
 			RETURNING s.row_key, s.version, s.organization_id),
 		h AS (
 			INSERT INTO @extschema@.sync_row_history (entity_id, row_key, organization_id, version, image)
-			SELECT $1, up.row_key, up.organization_id, up.version, x.img FROM up JOIN x ON x.k = up.row_key)
+			SELECT %4$L::uuid, up.row_key, up.organization_id, up.version, x.img FROM up JOIN x ON x.k = up.row_key)
 		DELETE FROM @extschema@.sync_row_history o USING up
-		 WHERE o.entity_id = $1 AND o.row_key = up.row_key AND o.version <= up.version - $3$f$,
+		 WHERE o.entity_id = %4$L::uuid AND o.row_key = up.row_key AND o.version <= up.version - %6$s$f$,
 		e.key_column, rows,
 		CASE WHEN e.organization_column IS NOT NULL THEN format('(img->>%L)::uuid', e.organization_column)
-			 ELSE quote_nullable(e.organization_id) || '::uuid' END)
+			 ELSE quote_nullable(e.organization_id) || '::uuid' END,
+		e.id, deleted, e.history_depth)
 $$;
 
 -- The statement-trigger function of one entity (sync_track_<entity id>):
@@ -151,7 +154,6 @@ AS $$
 DECLARE
 	e @extschema@.sync_entity;
 	fn text;
-	-- the parameters of sync_track_sql written in
 	ins text;
 	upd_gone text;
 	del text;
@@ -161,13 +163,12 @@ BEGIN
 		RAISE EXCEPTION 'sync entity % does not exist', entity USING ERRCODE = '42704';
 	END IF;
 	fn := 'sync_track_' || replace(e.id::text, '-', '');
-	ins := replace(replace(replace(@extschema@.sync_track_sql(e, 'new_rows'),
-		'$1', quote_literal(e.id) || '::uuid'), '$2', 'false'), '$3', e.history_depth::text);
-	upd_gone := replace(replace(replace(@extschema@.sync_track_sql(e,
-			format('(SELECT o.* FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I))', e.key_column)),
-		'$1', quote_literal(e.id) || '::uuid'), '$2', 'true'), '$3', e.history_depth::text);
-	del := replace(replace(replace(@extschema@.sync_track_sql(e, 'old_rows'),
-		'$1', quote_literal(e.id) || '::uuid'), '$2', 'true'), '$3', e.history_depth::text);
+	ins := @extschema@.sync_track_sql(e, 'new_rows', false);
+	-- a key that an UPDATE changed: the old key is deleted
+	upd_gone := @extschema@.sync_track_sql(e,
+		format('(SELECT o.* FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I))', e.key_column),
+		true);
+	del := @extschema@.sync_track_sql(e, 'old_rows', true);
 	EXECUTE format($f$
 CREATE OR REPLACE FUNCTION @extschema@.%I()
 RETURNS trigger
@@ -215,7 +216,7 @@ BEGIN
 	IF EXISTS (SELECT 1 FROM @extschema@.sync_row r WHERE r.entity_id = entity) THEN
 		RETURN;
 	END IF;
-	EXECUTE @extschema@.sync_track_sql(e, e.table_name::text) USING e.id, false, e.history_depth;
+	EXECUTE @extschema@.sync_track_sql(e, e.table_name::text, false);
 END
 $$;
 
@@ -369,13 +370,13 @@ DECLARE
 	n bigint;
 BEGIN
 	PERFORM pg_advisory_xact_lock(hashtext('backup_offline.sync_sequence'));
-	WITH todo AS (
+	WITH unnumbered AS (
 		SELECT r.entity_id, r.row_key FROM @extschema@.sync_row r
 		 WHERE r.change_seq IS NULL
 		 ORDER BY r.writer, r.entity_id, r.row_key
 		 FOR UPDATE)
 	UPDATE @extschema@.sync_row r SET change_seq = nextval('@extschema@.sync_change_seq')
-	  FROM todo WHERE r.entity_id = todo.entity_id AND r.row_key = todo.row_key;
+	  FROM unnumbered u WHERE r.entity_id = u.entity_id AND r.row_key = u.row_key;
 	GET DIAGNOSTICS n = ROW_COUNT;
 	RETURN n;
 END
@@ -516,7 +517,7 @@ $$;
 -- privileges and row-level security of the sync tables
 REVOKE ALL ON @extschema@.sync_entity, @extschema@.sync_row, @extschema@.sync_row_history, @extschema@.sync_state FROM PUBLIC;
 REVOKE ALL ON FUNCTION
-	@extschema@.sync_track_sql(@extschema@.sync_entity, text),
+	@extschema@.sync_track_sql(@extschema@.sync_entity, text, boolean),
 	@extschema@.sync_track_existing(uuid),
 	@extschema@.sync_track_function(uuid),
 	@extschema@.register_sync_entity(text, regclass, jsonb),
@@ -529,7 +530,7 @@ TO backup_offline_admin, backup_offline_operator, backup_offline_auditor, backup
 GRANT SELECT ON @extschema@.sync_row, @extschema@.sync_row_history, @extschema@.sync_state
 TO backup_offline_admin, backup_offline_auditor, backup_offline_app;
 GRANT EXECUTE ON FUNCTION
-	@extschema@.sync_track_sql(@extschema@.sync_entity, text),
+	@extschema@.sync_track_sql(@extschema@.sync_entity, text, boolean),
 	@extschema@.sync_track_existing(uuid),
 	@extschema@.sync_track_function(uuid),
 	@extschema@.register_sync_entity(text, regclass, jsonb)

@@ -196,29 +196,6 @@ typedef struct RepoVisibility
  * ---------------------------------------------------------------------
  */
 
-/* run one SPI statement with text parameters (NULL = SQL NULL) */
-static int
-spi_run(const char *sql, int nargs, const char **args)
-{
-	Oid		   *types = palloc(sizeof(Oid) * Max(nargs, 1));
-	Datum	   *values = palloc(sizeof(Datum) * Max(nargs, 1));
-	char	   *nulls = palloc(Max(nargs, 1) + 1);
-	int			i;
-	int			rc;
-
-	for (i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-	nulls[nargs] = '\0';
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
-
 /* column col (1-based) of SPI result row r as text, or NULL */
 static char *
 spi_value(uint64 r, int col)
@@ -444,38 +421,6 @@ stored_digest(BoStorage *storage, const char *name, BoDigestAlgorithm alg)
 	return bo_hex(out, len);
 }
 
-/*
- * The verified plaintext of a stored manifest object (NUL-terminated), as
- * bo_manifest_read reads it, and whether the archive reader authenticated
- * it with a key: an object with a cipher decrypts only with a key of
- * key_directory (its AEAD tags), while one without a cipher is checked by
- * digests anybody who can write to the repository can compute.
- */
-static char *
-read_manifest_object(BoStorage *storage, const char *name, size_t *len, bool *authenticated)
-{
-	BoArchiveReader *r = bo_archive_reader_open(storage, name, NULL);
-	BoArchiveResult result;
-	StringInfoData s;
-	char		buf[65536];
-	size_t		n;
-
-	initStringInfo(&s);
-	while ((n = bo_archive_read(r, buf, sizeof(buf))) > 0)
-	{
-		if (s.len + n > MaxAllocSize / 2)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("manifest \"%s\" is too large", name)));
-		appendBinaryStringInfo(&s, buf, n);
-	}
-	bo_archive_reader_result(r, &result);
-	*authenticated = result.cipher != BO_CIPHER_NONE;
-	bo_archive_reader_close(r);
-	*len = s.len;
-	return s.data;
-}
-
 /* what read_manifest works on */
 typedef struct RepoRead
 {
@@ -494,7 +439,7 @@ read_manifest(void *arg)
 	RepoSnapshot copy = *r->s;	/* *r->s changes only when all verified */
 	RepoSnapshot *s = &copy;
 	size_t		len;
-	char	   *text = read_manifest_object(r->scan->storage, s->name, &len, &s->authenticated);
+	char	   *text = bo_manifest_read(r->scan->storage, s->name, &len, &s->authenticated);
 	Jsonb	   *m = bo_manifest_parse(text, len, psprintf("manifest \"%s\"", s->name));
 	JsonbContainer *root = &m->root;
 	JsonbContainer *config;
@@ -679,8 +624,8 @@ scan_repository(BoStorage *storage, bool import)
 static void
 read_visibility(RepoVisibility *vis)
 {
-	spi_run("SELECT backup_offline.sees_all_organizations(), "
-			"       array_to_string(backup_offline.current_organization_ids(), ',')", 0, NULL);
+	bo_spi_exec("SELECT backup_offline.sees_all_organizations(), "
+			"       array_to_string(backup_offline.current_organization_ids(), ',')", 0, NULL, false, 0);
 	vis->all = strcmp(spi_value(0, 1), "t") == 0;
 	vis->organizations = spi_value(0, 2);
 	if (vis->organizations == NULL)
@@ -728,8 +673,8 @@ apply_visibility(List *snapshots, RepoVisibility *vis)
 	uint64		i;
 
 	args[0] = id_array(snapshots, true);
-	spi_run("SELECT c.id::text, c.organization_id::text, c.name "
-			"  FROM backup_offline.backup_configuration c WHERE c.id = ANY ($1::uuid[])", 1, args);
+	bo_spi_exec("SELECT c.id::text, c.organization_id::text, c.name "
+			"  FROM backup_offline.backup_configuration c WHERE c.id = ANY ($1::uuid[])", 1, args, false, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = spi_value(i, 1);
@@ -752,7 +697,7 @@ apply_visibility(List *snapshots, RepoVisibility *vis)
 	}
 
 	args[0] = id_array(snapshots, false);
-	spi_run("SELECT s.id::text FROM backup_offline.backup_snapshot s WHERE s.id = ANY ($1::uuid[])", 1, args);
+	bo_spi_exec("SELECT s.id::text FROM backup_offline.backup_snapshot s WHERE s.id = ANY ($1::uuid[])", 1, args, false, 0);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		char	   *id = spi_value(i, 1);
@@ -1624,9 +1569,9 @@ register_entity_types(RepoConfigWork *w)
 
 			args[0] = c->organization_id;
 			args[1] = type;
-			spi_run("SELECT r.table_name::text FROM backup_offline.entity_registry r "
+			bo_spi_exec("SELECT r.table_name::text FROM backup_offline.entity_registry r "
 					" WHERE r.entity_type = $2 AND (r.organization_id IS NULL OR r.organization_id = $1::uuid) "
-					" ORDER BY r.organization_id NULLS LAST LIMIT 1", 2, args);
+					" ORDER BY r.organization_id NULLS LAST LIMIT 1", 2, args, false, 0);
 			if (SPI_processed > 0)
 			{
 				char	   *registered = spi_value(0, 1);
@@ -1667,12 +1612,12 @@ register_entity_types(RepoConfigWork *w)
 			args[10] = pii ? "true" : "false";
 			args[11] = financial ? "true" : "false";
 			args[12] = psprintf("imported from the repository (snapshot %s)", c->newest->number);
-			spi_run("INSERT INTO backup_offline.entity_registry "
+			bo_spi_exec("INSERT INTO backup_offline.entity_registry "
 					"  (organization_id, entity_type, table_name, key_columns, client_id_column, caregiver_id_column, "
 					"   branch_id_column, date_column, organization_column, contains_phi, contains_pii, "
 					"   contains_financial, description) "
 					"SELECT $1::uuid, $2, $3::regclass, ARRAY(SELECT jsonb_array_elements_text($4::jsonb))::name[], "
-					"       $5, $6, $7, $8, $9, $10::boolean, $11::boolean, $12::boolean, $13", 13, args);
+					"       $5, $6, $7, $8, $9, $10::boolean, $11::boolean, $12::boolean, $13", 13, args, false, 0);
 			if (keys == NULL)
 				add_item(&w->notes, type, "note",
 						 psprintf("table %s has no primary key: every copied column registered as key column", qualified));
@@ -1700,8 +1645,8 @@ insert_configuration(RepoConfigWork *w)
 	const char *args[5];
 
 	args[0] = c->id;
-	spi_run("SELECT c.organization_id::text, c.name FROM backup_offline.backup_configuration c WHERE c.id = $1::uuid",
-			1, args);
+	bo_spi_exec("SELECT c.organization_id::text, c.name FROM backup_offline.backup_configuration c WHERE c.id = $1::uuid",
+			1, args, false, 0);
 	if (SPI_processed > 0)
 	{
 		if (strcmp(spi_value(0, 1), c->organization_id) != 0)
@@ -1719,8 +1664,8 @@ insert_configuration(RepoConfigWork *w)
 				 errmsg("manifest \"%s\" holds no configuration", c->newest->name)));
 	args[0] = c->organization_id;
 	args[1] = c->name;
-	spi_run("SELECT 1 FROM backup_offline.backup_configuration c "
-			" WHERE c.organization_id = $1::uuid AND c.name = $2 AND c.deleted_at IS NULL", 2, args);
+	bo_spi_exec("SELECT 1 FROM backup_offline.backup_configuration c "
+			" WHERE c.organization_id = $1::uuid AND c.name = $2 AND c.deleted_at IS NULL", 2, args, false, 0);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
@@ -1738,7 +1683,7 @@ insert_configuration(RepoConfigWork *w)
 	args[3] = psprintf("imported from the repository by %s: resume it with set_backup_configuration_status(id, 'ACTIVE') "
 					   "once this cluster is the one that backs up", im->caller);
 	args[4] = c->organization_id;
-	spi_run("WITH v AS (SELECT backup_offline.configuration_apply("
+	bo_spi_exec("WITH v AS (SELECT backup_offline.configuration_apply("
 			"    $1::jsonb || jsonb_build_object('organizationId', $5::uuid, 'storageDestination', $2::jsonb, "
 			"                                    'status', 'PAUSED'), NULL) AS r) "
 			"INSERT INTO backup_offline.backup_configuration "
@@ -1749,7 +1694,7 @@ insert_configuration(RepoConfigWork *w)
 			"       (v.r).scope, (v.r).retention, (v.r).storage_destination, (v.r).encryption_enabled, "
 			"       (v.r).compression_enabled, (v.r).integrity_check_enabled, (v.r).checksum_algorithm, "
 			"       (v.r).notification_settings, (v.r).compliance_requirements, 'PAUSED', $4 "
-			"  FROM v", 5, args);
+			"  FROM v", 5, args, false, 0);
 	w->result = "imported";
 }
 
@@ -1765,7 +1710,7 @@ insert_snapshot_cb(void *arg)
 	char	   *catalog_number = NULL;
 
 	args[0] = s->snapshot_id;
-	spi_run("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.id = $1::uuid", 1, args);
+	bo_spi_exec("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.id = $1::uuid", 1, args, false, 0);
 	if (SPI_processed > 0)
 	{
 		w->skipped++;
@@ -1776,7 +1721,7 @@ insert_snapshot_cb(void *arg)
 		if (s->parent_id != NULL)
 		{
 			args[0] = s->parent_id;
-			spi_run("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.id = $1::uuid", 1, args);
+			bo_spi_exec("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.id = $1::uuid", 1, args, false, 0);
 			if (SPI_processed == 0)
 				ereport(ERROR,
 						(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
@@ -1785,7 +1730,7 @@ insert_snapshot_cb(void *arg)
 		}
 		/* the manifest's number, unless the catalog has given it to another snapshot */
 		args[0] = s->number;
-		spi_run("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.snapshot_number = $1", 1, args);
+		bo_spi_exec("SELECT 1 FROM backup_offline.backup_snapshot s WHERE s.snapshot_number = $1", 1, args, false, 0);
 		args[2] = SPI_processed > 0 ? NULL : s->number;
 
 		args[0] = im->storage_json;
@@ -1797,7 +1742,7 @@ insert_snapshot_cb(void *arg)
 		args[7] = psprintf(UINT64_FORMAT, s->manifest_bytes);
 		args[8] = psprintf("backup_offline/%s/%s/", s->configuration_id, s->snapshot_id);
 		args[9] = w->c->organization_id;	/* the manifest's (plan_import) */
-		spi_run("WITH m AS (SELECT $2::jsonb AS j) "
+		bo_spi_exec("WITH m AS (SELECT $2::jsonb AS j) "
 				"INSERT INTO backup_offline.backup_snapshot "
 				"  (id, organization_id, configuration_id, snapshot_number, backup_type, requested_type, status, "
 				"   status_reason, trigger, parent_snapshot_id, base_snapshot_id, requested_by, requested_by_user, "
@@ -1824,7 +1769,7 @@ insert_snapshot_cb(void *arg)
 				"       m.j->>'keyId', "
 				"       coalesce(m.j->'totals', '{}') || jsonb_build_object('manifestBytes', $8::bigint, "
 				"           'storedBytes', coalesce((m.j->'totals'->>'storedBytes')::bigint, 0) + $8::bigint) "
-				"  FROM m RETURNING snapshot_number", 10, args);
+				"  FROM m RETURNING snapshot_number", 10, args, false, 0);
 		catalog_number = spi_value(0, 1);
 		w->imported++;
 		if (s->snapshot_time > w->last)
@@ -1897,9 +1842,9 @@ import_configuration_cb(void *arg)
 		const char *args[2] = {w->c->id, timestamptz_to_str(w->last)};
 
 		/* the jobs' bookkeeping: no new version, no audit row */
-		spi_run("UPDATE backup_offline.backup_configuration c SET last_backup_at = $2::timestamptz "
+		bo_spi_exec("UPDATE backup_offline.backup_configuration c SET last_backup_at = $2::timestamptz "
 				" WHERE c.id = $1::uuid AND (c.last_backup_at IS NULL OR c.last_backup_at < $2::timestamptz)",
-				2, args);
+				2, args, false, 0);
 	}
 }
 
@@ -1936,7 +1881,7 @@ import_catalog(RepoImport *im)
 		if (!OidIsValid(relid) || pg_class_aclcheck(relid, im->caller_id, ACL_SELECT) != ACLCHECK_OK)
 			continue;
 		args[0] = t->qualified;
-		spi_run("SELECT backup_offline.table_definition($1::regclass)->>'fingerprint'", 1, args);
+		bo_spi_exec("SELECT backup_offline.table_definition($1::regclass)->>'fingerprint'", 1, args, false, 0);
 		if (strcmp(spi_value(0, 1), recorded) != 0)
 			add_item(&im->notes, psprintf("%s.%s", t->schema, t->name), "note",
 					 "the table exists with a definition that differs from the newest manifest's; it was left as it is");
@@ -1957,9 +1902,9 @@ import_catalog(RepoImport *im)
 		}
 	}
 	args[0] = psprintf(INT64_FORMAT, highest);
-	spi_run("SELECT setval('backup_offline.backup_snapshot_number_seq', $1::bigint) "
+	bo_spi_exec("SELECT setval('backup_offline.backup_snapshot_number_seq', $1::bigint) "
 			" WHERE $1::bigint > (SELECT CASE WHEN q.is_called THEN q.last_value ELSE q.last_value - 1 END "
-			"                       FROM backup_offline.backup_snapshot_number_seq q)", 1, args);
+			"                       FROM backup_offline.backup_snapshot_number_seq q)", 1, args, false, 0);
 
 	foreach(lc, im->configs)
 	{
@@ -2143,7 +2088,7 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
 
 	/* one import at a time: a second one waits, then finds the first's rows */
-	spi_run("SELECT pg_advisory_xact_lock(hashtext('backup_offline.import_repository'))", 0, NULL);
+	bo_spi_exec("SELECT pg_advisory_xact_lock(hashtext('backup_offline.import_repository'))", 0, NULL, false, 0);
 	read_visibility(&vis);
 	snapshots = scan_repository(im.storage, true);
 	if (snapshots != NIL)
@@ -2192,10 +2137,10 @@ bo_import_repository_sql(PG_FUNCTION_ARGS)
 	args[1] = report;
 	args[2] = im.caller;
 	if (im.imported > 0 || im.configurations_imported > 0 || im.tables_created.len > 0 || im.entity_types.len > 0)
-		spi_run("SELECT backup_offline.write_audit('import_repository', 'repository', $1, NULL, "
+		bo_spi_exec("SELECT backup_offline.write_audit('import_repository', 'repository', $1, NULL, "
 				"       ($2::jsonb - 'snapshots' - 'notes' - 'tablesExisting' - 'problems') "
 				"       || jsonb_build_object('problems', jsonb_array_length($2::jsonb->'problems')), $3::name)",
-				3, args);
+				3, args, false, 0);
 	SetUserIdAndSecContext(save_userid, save_sec);
 	AtEOXact_GUC(false, nestlevel);
 

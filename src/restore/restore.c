@@ -700,38 +700,63 @@ fail_restore(const char *id, ErrorData *edata, bool cancelled)
 			 " WHERE id = $1 AND status = 'IN_PROGRESS'", 4, types, values);
 }
 
-/* rollback_restore's job: one transaction; on an error nothing changes */
+/* step(arg) in a transaction of the job's own, with SPI and a snapshot, committed */
 static void
-rollback_run(BoRestoreJob *job, BoJobSlot *slot)
+in_job_transaction(void (*step) (void *), void *arg)
 {
-	PG_TRY();
-	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		bo_restore_rollback(job);
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
-		strlcpy(slot->result_status, "COMPLETED", sizeof(slot->result_status));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	step(arg);
+	PopActiveSnapshot();
+	SPI_finish();
+	CommitTransactionCommand();
+}
 
-		MemoryContextSwitchTo(job->cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		ereport(LOG,
-				(errmsg("backup_offline: rollback of restore %s failed: %s", job->number ? job->number : job->id,
-						edata->message)));
-		strlcpy(slot->result_status, "FAILED", sizeof(slot->result_status));
-		slot->result_sqlstate = edata->sqlerrcode;
-		strlcpy(slot->result_message, edata->message, sizeof(slot->result_message));
-	}
-	PG_END_TRY();
+typedef struct BoRestoreStep
+{
+	BoRestoreJob *job;
+	TimestampTz started;
+	ErrorData  *edata;			/* fail_step: the error */
+	bool		cancelled;
+} BoRestoreStep;
+
+static void
+start_step(void *arg)
+{
+	start_restore(((BoRestoreStep *) arg)->job);
+}
+
+/* the restore itself, and COMPLETED */
+static void
+restore_step(void *arg)
+{
+	BoRestoreJob *job = ((BoRestoreStep *) arg)->job;
+	BoStorage  *storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->storage_json))));
+	List	   *chain = bo_chain_manifests(job->snapshot_id);
+
+	if (strcmp(bo_jstr(&job->request->root, "restoreType"), "FILE_LEVEL") == 0)
+		restore_to_file(job, storage, chain);
+	else if (strcmp(bo_jstr(bo_jcontainer(&job->request->root, "destination"), "type"), "IN_PLACE") == 0)
+		bo_restore_in_place(job, storage, chain);
+	else
+		restore_into_schema(job, storage, chain);
+	finish_restore(job, ((BoRestoreStep *) arg)->started);
+}
+
+static void
+rollback_step(void *arg)
+{
+	bo_restore_rollback(((BoRestoreStep *) arg)->job);
+}
+
+static void
+fail_step(void *arg)
+{
+	BoRestoreStep *st = arg;
+
+	fail_restore(st->job->id, st->edata, st->cancelled);
 }
 
 void
@@ -740,6 +765,7 @@ bo_restore_run(BoJobSlot *slot)
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "restore job", ALLOCSET_DEFAULT_SIZES);
 	BoRestoreJob *job = MemoryContextAllocZero(cxt, sizeof(BoRestoreJob));
 	TimestampTz started = GetCurrentTimestamp();
+	bool		rollback = strcmp(slot->requested_type, "ROLLBACK") == 0;
 	volatile bool begun = false;
 
 	job->cxt = cxt;
@@ -750,44 +776,20 @@ bo_restore_run(BoJobSlot *slot)
 	initStringInfo(&job->extra);
 	job->run_by = MemoryContextStrdup(cxt, slot->requested_by);
 
-	if (strcmp(slot->requested_type, "ROLLBACK") == 0)
-	{
-		rollback_run(job, slot);
-		return;
-	}
-
 	PG_TRY();
 	{
-		BoStorage  *storage;
-		List	   *chain;
+		BoRestoreStep st = {job, started};
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		start_restore(job);
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
-		begun = true;
-		bo_job_publish_snapshot(&slot->object_id, job->number, "RESTORE");
-
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		SPI_connect();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		storage = bo_storage_open(DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(job->storage_json))));
-		chain = bo_chain_manifests(job->snapshot_id);
-		if (strcmp(bo_jstr(&job->request->root, "restoreType"), "FILE_LEVEL") == 0)
-			restore_to_file(job, storage, chain);
-		else if (strcmp(bo_jstr(bo_jcontainer(&job->request->root, "destination"), "type"), "IN_PLACE") == 0)
-			bo_restore_in_place(job, storage, chain);
+		if (rollback)
+			/* rollback_restore's job: one transaction; on an error nothing changes */
+			in_job_transaction(rollback_step, &st);
 		else
-			restore_into_schema(job, storage, chain);
-		finish_restore(job, started);
-		PopActiveSnapshot();
-		SPI_finish();
-		CommitTransactionCommand();
+		{
+			in_job_transaction(start_step, &st);
+			begun = true;
+			bo_job_publish_snapshot(&slot->object_id, job->number, "RESTORE");
+			in_job_transaction(restore_step, &st);
+		}
 		strlcpy(slot->result_status, "COMPLETED", sizeof(slot->result_status));
 	}
 	PG_CATCH();
@@ -807,18 +809,13 @@ bo_restore_run(BoJobSlot *slot)
 			(void) unlink(job->file_path);
 		if (begun)
 		{
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			SPI_connect();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			fail_restore(job->id, edata, cancelled);
-			PopActiveSnapshot();
-			SPI_finish();
-			CommitTransactionCommand();
+			BoRestoreStep st = {job, started, edata, cancelled};
+
+			in_job_transaction(fail_step, &st);
 		}
 		ereport(LOG,
-				(errmsg("backup_offline: restore %s %s: %s", job->number ? job->number : job->id,
-						cancelled ? "cancelled" : "failed", edata->message)));
+				(errmsg("backup_offline: %s %s %s: %s", rollback ? "rollback of restore" : "restore",
+						job->number ? job->number : job->id, cancelled ? "cancelled" : "failed", edata->message)));
 		strlcpy(slot->result_status, cancelled ? "CANCELLED" : "FAILED", sizeof(slot->result_status));
 		slot->result_sqlstate = edata->sqlerrcode;
 		strlcpy(slot->result_message, edata->message, sizeof(slot->result_message));

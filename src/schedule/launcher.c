@@ -193,6 +193,93 @@ schedule_due(Oid owner)
 }
 
 /*
+ * Run step(arg) in a transaction of its own, with SPI connected and a
+ * snapshot, as the activity what; an error is reported (the worker goes
+ * on at the next round).  Returns whether it committed.
+ */
+static bool
+in_transaction(const char *what, void (*step) (void *), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	volatile bool done = false;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, what);
+		step(arg);
+		PopActiveSnapshot();
+		SPI_finish();
+		CommitTransactionCommand();
+		done = true;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+	}
+	PG_END_TRY();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return done;
+}
+
+/* one round of backups: recovery of interrupted jobs, then what is due */
+static void
+backup_round(void *arg)
+{
+	Oid			owner = extension_owner();
+
+	if (OidIsValid(owner))
+	{
+		/* at start, and every round: a job can also die without a restart */
+		int			n = bo_jobs_recover();
+
+		if (n > 0)
+			ereport(LOG,
+					(errmsg("backup_offline scheduler: failed %d interrupted jobs", n)));
+		schedule_due(owner);
+	}
+}
+
+/* one batch of the sync queue, as backup_offline.sync_worker_role; *arg: how many it processed */
+static void
+sync_batch(void *arg)
+{
+	Oid			role = get_role_oid(bo_sync_worker_role, true);
+	Oid			save_userid;
+	int			save_sec;
+
+	*(int64 *) arg = 0;
+	if (!OidIsValid(role))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("backup_offline.sync_worker_role \"%s\" does not exist", bo_sync_worker_role)));
+	if (!OidIsValid(extension_owner()))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("backup_offline.sync_worker_role is set, but extension backup_offline is not installed in database \"%s\"",
+						bo_database)));
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_execute("SELECT (backup_offline.process_sync_queue(500)->>'processed')::bigint "
+					" WHERE EXISTS (SELECT 1 FROM backup_offline.sync_queue WHERE status IN ('PENDING', 'BLOCKED'))",
+					false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not apply the sync queue");
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		*(int64 *) arg = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+}
+
+/*
  * Apply the sync queue as backup_offline.sync_worker_role, in batches of
  * 500, each its own transaction, until it is empty or 20 batches are done
  * (the backups wait no longer than that).  A batch that fails is reported
@@ -201,65 +288,15 @@ schedule_due(Oid owner)
 static void
 process_sync(void)
 {
-	Oid			role;
 	int			batch;
 
 	if (bo_sync_worker_role == NULL || bo_sync_worker_role[0] == '\0')
 		return;
 	for (batch = 0; batch < 20; batch++)
 	{
-		MemoryContext cxt = CurrentMemoryContext;
-		volatile int64 processed = 0;
+		int64		processed = 0;
 
-		PG_TRY();
-		{
-			Oid			save_userid;
-			int			save_sec;
-
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			role = get_role_oid(bo_sync_worker_role, true);
-			if (!OidIsValid(role))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("backup_offline.sync_worker_role \"%s\" does not exist", bo_sync_worker_role)));
-			SPI_connect();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, "applying the sync queue");
-			if (!OidIsValid(extension_owner()))
-				ereport(ERROR,
-						(errcode(ERRCODE_UNDEFINED_OBJECT),
-						 errmsg("backup_offline.sync_worker_role is set, but extension backup_offline is not installed in database \"%s\"",
-								bo_database)));
-			GetUserIdAndSecContext(&save_userid, &save_sec);
-			SetUserIdAndSecContext(role, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-			if (SPI_execute("SELECT (backup_offline.process_sync_queue(500)->>'processed')::bigint "
-							" WHERE EXISTS (SELECT 1 FROM backup_offline.sync_queue WHERE status IN ('PENDING', 'BLOCKED'))",
-							false, 0) != SPI_OK_SELECT)
-				elog(ERROR, "could not apply the sync queue");
-			if (SPI_processed > 0)
-			{
-				bool		isnull;
-
-				processed = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-			}
-			SetUserIdAndSecContext(save_userid, save_sec);
-			PopActiveSnapshot();
-			SPI_finish();
-			CommitTransactionCommand();
-			pgstat_report_activity(STATE_IDLE, NULL);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			pgstat_report_activity(STATE_IDLE, NULL);
-			return;
-		}
-		PG_END_TRY();
-		if (processed < 500)
+		if (!in_transaction("applying the sync queue", sync_batch, &processed) || processed < 500)
 			return;
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -278,8 +315,6 @@ bo_launcher_main(Datum main_arg)
 
 	for (;;)
 	{
-		MemoryContext cxt = CurrentMemoryContext;
-
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
@@ -287,41 +322,7 @@ bo_launcher_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		PG_TRY();
-		{
-			Oid			owner;
-
-			SetCurrentStatementStartTimestamp();
-			StartTransactionCommand();
-			SPI_connect();
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pgstat_report_activity(STATE_RUNNING, "looking for due backups");
-			owner = extension_owner();
-			if (OidIsValid(owner))
-			{
-				/* at start, and every round: a job can also die without a restart */
-				int			n = bo_jobs_recover();
-
-				if (n > 0)
-					ereport(LOG,
-							(errmsg("backup_offline scheduler: failed %d interrupted jobs", n)));
-				schedule_due(owner);
-			}
-			PopActiveSnapshot();
-			SPI_finish();
-			CommitTransactionCommand();
-			pgstat_report_activity(STATE_IDLE, NULL);
-		}
-		PG_CATCH();
-		{
-			/* report, and try again at the next round */
-			MemoryContextSwitchTo(cxt);
-			EmitErrorReport();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			pgstat_report_activity(STATE_IDLE, NULL);
-		}
-		PG_END_TRY();
+		(void) in_transaction("looking for due backups", backup_round, NULL);
 
 		process_sync();
 

@@ -9,6 +9,7 @@
 -- the status machine (backup_snapshot_guard).
 BEGIN;
 SELECT plan(90);
+\ir lib/errors.psql
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -70,20 +71,6 @@ DECLARE
 BEGIN
 	EXECUTE pg_temp.insert_snapshot_sql(cfg) || ' RETURNING *' INTO STRICT s;
 	RETURN s;
-END
-$$;
--- SQLSTATE, message and hint of the error a statement raises
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	state text;
-	message text;
-	hint text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-	RETURN state || ': ' || message || ' / ' || hint;
 END
 $$;
 -- The audit entries of an object, wherever they are within this

@@ -4,6 +4,7 @@
 -- test/scenario/digest_cli.sh.
 BEGIN;
 SELECT plan(65);
+\ir lib/errors.psql
 
 -- The official test-vector input: bytes 0, 1, ..., 250, 0, 1, ... (n bytes)
 CREATE FUNCTION pg_temp.pattern(n integer) RETURNS bytea
@@ -14,22 +15,6 @@ CREATE FUNCTION pg_temp.pattern(n integer) RETURNS bytea
 	FROM generate_series(0, 250) AS i
 $$;
 
--- SQLSTATE, message and hint of an ERROR raised by sql
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text
-	LANGUAGE plpgsql
-	AS $$
-DECLARE
-	st text;
-	msg text;
-	hint text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-	RETURN st || ': ' || msg || ' / ' || hint;
-END
-$$;
 
 -- the function and its properties
 SELECT has_function('backup_offline', 'digest', ARRAY['bytea', 'text'], 'digest(bytea, text) exists');

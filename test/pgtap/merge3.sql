@@ -3,6 +3,7 @@
 -- type-aware equality, the fallback to manual, and bad policies.
 BEGIN;
 SELECT plan(40);
+\ir lib/errors.psql
 
 -- merged document, conflicts (path:resolution:winner) and the manual flag, compactly
 CREATE FUNCTION pg_temp.m(b jsonb, c jsonb, s jsonb, p jsonb DEFAULT '{}') RETURNS text LANGUAGE sql AS $$
@@ -11,18 +12,6 @@ CREATE FUNCTION pg_temp.m(b jsonb, c jsonb, s jsonb, p jsonb DEFAULT '{}') RETUR
 					   FROM jsonb_array_elements(r->'conflicts') k), '-') || ' | ' ||
 		   (r->>'requiresManualResolution')
 	  FROM backup_offline.merge3(b, c, s, p) r
-$$;
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-	RETURN st || ': ' || msg;
-END
 $$;
 
 -- ---- the three-way rule ----------------------------------------------------------
@@ -125,17 +114,17 @@ SELECT is(pg_temp.m('{"v": 1}', '{"v": 2}', '{"v": 3}', '{"default": "manual"}')
 	'manual: the server''s value is kept and the document needs a person');
 
 -- ---- bad input ------------------------------------------------------------------------
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"default": "newest"}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"default": "newest"}')$$),
 	'22023: invalid policy.default: unknown strategy "newest"', 'an unknown strategy is named');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"fields": {"a": {"strategy": "lww", "key": "id"}}}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"fields": {"a": {"strategy": "lww", "key": "id"}}}')$$),
 	'22023: invalid policy.fields.a: key is only for merge_by_id', 'key only with merge_by_id');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"fields": {"a": {"strategy": "custom", "function": "nowhere.fn"}}}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"fields": {"a": {"strategy": "custom", "function": "nowhere.fn"}}}')$$),
 	'42883: invalid policy.fields.a: function nowhere.fn(jsonb, jsonb, jsonb) does not exist', 'an unknown custom function');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"priority": 1}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('{}', '{}', '{}', '{"priority": 1}')$$),
 	'22023: invalid policy: unknown key priority', 'an unknown policy key');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('[]', '{}', '{}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('[]', '{}', '{}')$$),
 	'22023: base must be a JSON object', 'documents are objects');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.merge3('{}', NULL, '{}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.merge3('{}', NULL, '{}')$$),
 	'22004: client is required', 'the client document is required');
 
 SELECT * FROM finish();

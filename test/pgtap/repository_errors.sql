@@ -21,6 +21,7 @@
 -- organizations.
 BEGIN;
 SELECT plan(54);
+\ir lib/errors.psql
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -91,20 +92,6 @@ $$;
 CREATE FUNCTION pg_temp.put(cfg uuid, snap uuid, data bytea, repo text) RETURNS void LANGUAGE sql AS $$
 	SELECT NULL::void FROM backup_offline.archive_put(jsonb_build_object('type', 'LOCAL_FILESYSTEM', 'path', repo),
 		format('backup_offline/%s/%s/backup_manifest', cfg, snap), data, '{"cipher": "none"}')
-$$;
--- SQLSTATE, message and hint of the error a statement raises
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	state text;
-	message text;
-	hint text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-	RETURN state || ': ' || message || ' / ' || hint;
-END
 $$;
 -- what the catalog holds, to see that failed calls change nothing
 CREATE FUNCTION pg_temp.catalog_state() RETURNS text LANGUAGE sql AS $$

@@ -13,6 +13,7 @@
 -- (IN_PROGRESS, COMPLETED, FAILED) are set here by the superuser too.
 BEGIN;
 SELECT plan(187);
+\ir lib/errors.psql
 -- pgTAP keeps its state in temporary tables: let the roles under test write them
 DO $$ BEGIN
 	EXECUTE format('GRANT ALL ON ALL TABLES IN SCHEMA %1$I TO PUBLIC; GRANT ALL ON ALL SEQUENCES IN SCHEMA %1$I TO PUBLIC',
@@ -122,20 +123,6 @@ CREATE FUNCTION pg_temp.cr(request jsonb) RETURNS text LANGUAGE sql AS $$
 $$;
 CREATE FUNCTION pg_temp.vr(request jsonb) RETURNS text LANGUAGE sql AS $$
 	SELECT format('SELECT backup_offline.validate_restore(%L::jsonb)', request)
-$$;
--- SQLSTATE, message and hint of the error a statement raises
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	state text;
-	message text;
-	hint text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT, hint = PG_EXCEPTION_HINT;
-	RETURN state || ': ' || message || ' / ' || hint;
-END
 $$;
 -- The audit entries of a restore, wherever they are within this
 -- transaction: audit_pending until they are chained at commit, audit_log after.

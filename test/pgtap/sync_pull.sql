@@ -6,24 +6,13 @@
 -- test/scenario/sync_pull.sh.
 BEGIN;
 SELECT plan(33);
+\ir lib/errors.psql
 
 \set org_a 'aaaaaaaa-0000-4000-8000-0000000000a6'
 \set org_b 'bbbbbbbb-0000-4000-8000-0000000000b6'
 \set client_1 'c1000000-0000-4000-8000-000000000001'
 \set client_2 'c2000000-0000-4000-8000-000000000002'
 
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-	RETURN st || ': ' || msg;
-END
-$$;
 -- a pull's changes as "id:version:deleted" in order, then the cursor and hasMore
 CREATE FUNCTION pg_temp.pull(since bigint, n int, scope jsonb DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
 	SELECT coalesce((SELECT string_agg((c->>'id') || ':' || (c->>'version') || CASE WHEN (c->>'deleted')::boolean THEN ':deleted' ELSE '' END,
@@ -46,28 +35,28 @@ INSERT INTO t_sy.visits VALUES
 	('v3', :'org_b', :'client_1', '2026-10-03', 'SCHEDULED', 'n3');
 
 -- ---- registration -------------------------------------------------------------
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('visit', 't_sy.visits')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('visit', 't_sy.visits')$$),
 	'22023: invalid entity_type: "visit"', 'entity types are upper case');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('PAIR', 't_sy.pairs')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('PAIR', 't_sy.pairs')$$),
 	'22023: options.keyColumn is required: table t_sy.pairs has no one-column primary key', 'a key column is needed');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"clientIdColumn": "client"}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"clientIdColumn": "client"}')$$),
 	'42703: invalid options.clientIdColumn: table t_sy.visits has no column "client"', 'columns must exist');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"fieldPolicies": {"notes": "concat"}}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"fieldPolicies": {"notes": "concat"}}')$$),
 	'22023: invalid policy.fields.notes: unknown strategy "concat"', 'field policies are checked by merge3');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"defaultStrategy": "CUSTOM"}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"defaultStrategy": "CUSTOM"}')$$),
 	'22023: options.customFunction goes with defaultStrategy CUSTOM, and only with it', 'CUSTOM needs its function');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"tombstoneLifetime": "5 minutes"}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"tombstoneLifetime": "5 minutes"}')$$),
 	'22023: invalid options.tombstoneLifetime: 00:05:00 is outside 1 hour .. 1 year', 'tombstone lifetime bounds');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"historyDepth": 0}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"historyDepth": 0}')$$),
 	'22023: invalid options.historyDepth: 0 is out of range', 'history depth bounds');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"colour": "red"}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT', 't_sy.visits', '{"colour": "red"}')$$),
 	'22023: unknown key options.colour', 'unknown options are refused');
 SELECT is((SELECT count(*) FROM backup_offline.sync_entity), 0::bigint, 'the refused registrations left nothing');
 
 SELECT isnt(backup_offline.register_sync_entity('VISIT', 't_sy.visits',
 	'{"organizationColumn": "organization_id", "clientIdColumn": "client_id", "dateColumn": "visit_date",
 	  "fieldPolicies": {"notes": "append"}, "historyDepth": 2, "tombstoneLifetime": "1 hour"}'), NULL, 'VISIT registered');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.register_sync_entity('VISIT2', 't_sy.visits')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.register_sync_entity('VISIT2', 't_sy.visits')$$),
 	'23505: table t_sy.visits is already registered for sync', 'a table is registered once');
 SELECT is((SELECT string_agg(tgname, ',' ORDER BY tgname) FROM pg_trigger WHERE tgrelid = 't_sy.visits'::regclass),
 	'backup_offline_sync_delete,backup_offline_sync_insert,backup_offline_sync_update', 'three statement triggers installed');
@@ -138,11 +127,11 @@ SELECT is(backup_offline.pull_changes('tablet-1', 1, 100)->>'resyncRequired', 't
 SELECT is((SELECT count(*) FROM backup_offline.sync_row WHERE deleted), 0::bigint, 'the expired tombstones are gone');
 
 -- ---- bad pulls ----------------------------------------------------------------------
-SELECT is(pg_temp.error_of($$SELECT backup_offline.pull_changes('tablet 1', 0, 10)$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.pull_changes('tablet 1', 0, 10)$$),
 	'22023: invalid device_id: ''tablet 1''', 'a device id without spaces');
-SELECT is(pg_temp.error_of($$SELECT backup_offline.pull_changes('tablet-1', -1, 10)$$) || ' / ' ||
-		  pg_temp.error_of($$SELECT backup_offline.pull_changes('tablet-1', 0, 0)$$) || ' / ' ||
-		  pg_temp.error_of($$SELECT backup_offline.pull_changes('tablet-1', 0, 10, '{"entities": ["NOPE"]}')$$),
+SELECT is(pg_temp.error_short($$SELECT backup_offline.pull_changes('tablet-1', -1, 10)$$) || ' / ' ||
+		  pg_temp.error_short($$SELECT backup_offline.pull_changes('tablet-1', 0, 0)$$) || ' / ' ||
+		  pg_temp.error_short($$SELECT backup_offline.pull_changes('tablet-1', 0, 10, '{"entities": ["NOPE"]}')$$),
 	'22023: invalid since: -1 / 22023: invalid max_rows: 0 / 22023: unknown sync entity type in scope.entities: NOPE',
 	'cursors, page sizes and entity types are checked');
 

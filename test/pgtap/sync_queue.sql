@@ -3,22 +3,11 @@
 -- organizations and privileges.  Processing comes with process_sync_queue.
 BEGIN;
 SELECT plan(28);
+\ir lib/errors.psql
 
 \set org_a 'aaaaaaaa-0000-4000-8000-0000000000a7'
 \set org_b 'bbbbbbbb-0000-4000-8000-0000000000b7'
 
-CREATE FUNCTION pg_temp.error_of(sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	st text;
-	msg text;
-BEGIN
-	EXECUTE sql;
-	RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-	RETURN st || ': ' || msg;
-END
-$$;
 -- a clock reading for now (+ offset seconds)
 CREATE FUNCTION pg_temp.hlc(offset_s int DEFAULT 0) RETURNS bigint LANGUAGE sql AS $$
 	SELECT (((extract(epoch FROM clock_timestamp()) * 1000)::bigint + offset_s * 1000) << 16)
@@ -30,7 +19,7 @@ CREATE FUNCTION pg_temp.op(seq int, extra jsonb DEFAULT '{}') RETURNS jsonb LANG
 		|| extra
 $$;
 CREATE FUNCTION pg_temp.q(ops jsonb) RETURNS text LANGUAGE sql AS $$
-	SELECT pg_temp.error_of(format('SELECT backup_offline.queue_operations(%L::jsonb)', ops))
+	SELECT pg_temp.error_short(format('SELECT backup_offline.queue_operations(%L::jsonb)', ops))
 $$;
 
 CREATE SCHEMA t_sq;
