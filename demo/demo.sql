@@ -2,7 +2,9 @@
 -- SPEC.md's example backup configurations with their next runs, and
 -- backups: FULL, INCREMENTAL, verification, a snapshot materialised, and a
 -- dropped table restored from the latest chain with an approval, wiped
--- fields merged back in place and the merge rolled back.
+-- fields merged back in place and the merge rolled back; then offline sync:
+-- two phones edit one visit offline (plus an EVV clock-in) while the office
+-- edits it too, reconnect, and pull the merged visit with its conflicts.
 \set ECHO queries
 SET timezone = 'America/Chicago';
 CREATE EXTENSION backup_offline;
@@ -244,3 +246,150 @@ RESET ROLE;
 SELECT id, action, object_type, actor_role, left(encode(row_hash, 'hex'), 16) AS row_hash
   FROM backup_offline.audit_log ORDER BY id DESC LIMIT 5;
 SELECT backup_offline.verify_audit_chain();
+
+-- Offline sync.  Two caregivers' phones pull a visit and go offline; one
+-- adds to its notes, the other records the EVV clock-in and later marks
+-- the visit completed (and adds to the notes too); meanwhile the office,
+-- with no clock-in received, marks the visit missed.  The phones
+-- reconnect and upload their queues (one upload twice, its first answer
+-- lost), the queue is applied (the EVV clock-in first), the visit's fields
+-- merge under its policies with every conflict recorded, and the phones
+-- pull the merged visit.
+\echo
+\echo '======== Offline sync: two phones edit one visit offline, the office edits it meanwhile'
+SET backup_offline.organization_id = '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50';
+-- the app gains a visit status, set from the caregivers' phones
+ALTER TABLE care.visits ADD COLUMN status text NOT NULL DEFAULT 'SCHEDULED';
+
+\echo
+\echo '-- the tables the phones sync: a visit''s notes are appended to, its status goes to the latest'
+\echo '-- edit (lww, by hybrid logical clock); EVV records are critical (never evicted from a phone)'
+\echo '-- and a conflicting edit of one waits for a person (MANUAL)'
+SELECT backup_offline.register_sync_entity('VISIT', 'care.visits', $$
+{"organizationId": "0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50", "clientIdColumn": "client_id",
+ "caregiverIdColumn": "caregiver_id", "dateColumn": "visit_date",
+ "fieldPolicies": {"notes": "append", "status": "lww"}}
+$$) IS NOT NULL AS visit_registered;
+SELECT backup_offline.register_sync_entity('EVV_RECORD', 'care.evv_records', $$
+{"organizationId": "0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50", "clientIdColumn": "client_id",
+ "caregiverIdColumn": "caregiver_id", "critical": true, "defaultStrategy": "MANUAL"}
+$$) IS NOT NULL AS evv_registered;
+SELECT entity_type, table_name, strategy, field_policies, critical
+  FROM backup_offline.sync_entity ORDER BY entity_type;
+
+\echo
+\echo '-- the office schedules a two-person visit (a lift transfer) for a new client'
+INSERT INTO care.clients VALUES ('5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01', '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL,
+	'Rosa Diaz', DATE '1938-04-12', '{"city": "Austin", "zip": 78704}');
+INSERT INTO care.caregivers VALUES
+	('5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a02', '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL, 'Ana Ruiz'),
+	('5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a03', '0b6f3c1e-8a6d-4c1e-9f1e-2b7c9d3e4f50', NULL, 'Ben Okafor');
+INSERT INTO care.visits (id, client_id, caregiver_id, visit_date, tasks, notes) VALUES
+	('5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a02',
+	 DATE '2026-11-26', '[{"task": "transfer", "done": false}, {"task": "meals", "done": false}]', 'Two-person lift transfer.');
+
+-- the two phones, as this session plays them: each one's pull cursor, the
+-- rows of its last pull, and its queue of operations made offline; a
+-- phone's clock is a hybrid logical clock (milliseconds << 16 | counter).
+-- Their data is fixed (ids, notes, the clock-in time) so that the test
+-- (test/scenario/demo.sh) can check the outcome exactly; the clocks are
+-- real, and phone-ben's status edit is made after the office's and
+-- phone-ana's edits, so its clock is later (or the same millisecond, when
+-- lww's tie-break, the longer node name, picks phone-ben too).
+\echo
+\echo '-- this session plays the two phones: each one''s pull cursor, last pull and offline queue'
+CREATE TEMP TABLE phone (device text PRIMARY KEY, user_id uuid NOT NULL, cursor bigint NOT NULL DEFAULT 0,
+	pulled jsonb, queue jsonb NOT NULL DEFAULT '[]');
+INSERT INTO phone (device, user_id) VALUES
+	('phone-ana', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a02'), ('phone-ben', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a03');
+CREATE FUNCTION pg_temp.phone_clock() RETURNS bigint LANGUAGE sql
+AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16 $$;
+
+\echo
+\echo '-- both phones pull Rosa Diaz''s rows, then lose the signal'
+UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
+  FROM (SELECT device, backup_offline.pull_changes(device, cursor, 100, '{"clientIds": ["5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01"]}') r
+		  FROM phone) p
+ WHERE p.device = phone.device;
+SELECT device, cursor, c->>'entityType' AS entity, c->>'version' AS version, c->'data'->>'status' AS status,
+	   coalesce(c->'data'->>'notes', 'clock-in ' || (c->'data'->>'clock_in')) AS notes
+  FROM phone, jsonb_array_elements(pulled) c ORDER BY device, entity;
+
+\echo
+\echo '-- offline: phone-ben records the EVV clock-in (a CREATE, priority CRITICAL)'
+UPDATE phone SET queue = queue || jsonb_build_object('deviceId', device, 'operationId', 'ben-1', 'deviceSeq', 1,
+	'clientHlc', pg_temp.phone_clock(), 'userId', user_id, 'priority', 'CRITICAL',
+	'operation', 'CREATE', 'entityType', 'EVV_RECORD', 'entityId', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05',
+	'payload', jsonb_build_object('visit_id', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04', 'caregiver_id', user_id,
+		'client_id', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01', 'clock_in', '2026-11-26 08:02:00-06',
+		'latitude', 30.246912, 'longitude', -97.769203))
+ WHERE device = 'phone-ben';
+\echo '-- offline: phone-ana adds to the visit''s notes (a PATCH of the version it pulled)'
+UPDATE phone SET queue = queue || jsonb_build_object('deviceId', device, 'operationId', 'ana-1', 'deviceSeq', 1,
+	'clientHlc', pg_temp.phone_clock(), 'userId', user_id,
+	'operation', 'PATCH', 'entityType', 'VISIT', 'entityId', pulled->0->>'id', 'baseVersion', (pulled->0->>'version')::int,
+	'payload', jsonb_build_object('notes', (pulled->0->'data'->>'notes') || ' Ana: skin intact, repositioned.'))
+ WHERE device = 'phone-ana';
+\echo '-- meanwhile the office, with no clock-in received, marks the visit missed'
+UPDATE care.visits SET status = 'MISSED', notes = notes || ' Office: no clock-in by 10:00, family called.'
+ WHERE id = '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04';
+\echo '-- later, offline: phone-ben marks the visit completed and adds to its notes'
+UPDATE phone SET queue = queue || jsonb_build_object('deviceId', device, 'operationId', 'ben-2', 'deviceSeq', 2,
+	'clientHlc', pg_temp.phone_clock(), 'userId', user_id,
+	'operation', 'PATCH', 'entityType', 'VISIT', 'entityId', pulled->0->>'id', 'baseVersion', (pulled->0->>'version')::int,
+	'payload', jsonb_build_object('status', 'COMPLETED',
+		'notes', (pulled->0->'data'->>'notes') || ' Ben: ate breakfast, vitals normal.'))
+ WHERE device = 'phone-ben';
+SELECT device, o->>'operationId' AS operation_id, o->>'operation' AS operation, o->>'entityType' AS entity,
+	   coalesce(o->>'priority', 'NORMAL') AS priority, o->>'baseVersion' AS base_version, o->'payload'->>'status' AS status
+  FROM phone, jsonb_array_elements(queue) o ORDER BY device, o->>'deviceSeq';
+
+\echo
+\echo '-- the phones reconnect and upload their queues; phone-ben''s answer is lost on the way,'
+\echo '-- so it uploads the same queue again: nothing is queued twice'
+SELECT r->>'operationId' AS operation_id, r->>'status' AS status, r->>'duplicate' AS duplicate
+  FROM phone, jsonb_array_elements(backup_offline.queue_operations(queue)) r WHERE device = 'phone-ana';
+SELECT r->>'operationId' AS operation_id, r->>'status' AS status, r->>'duplicate' AS duplicate
+  FROM phone, jsonb_array_elements(backup_offline.queue_operations(queue)) r WHERE device = 'phone-ben';
+SELECT r->>'operationId' AS operation_id, r->>'status' AS status, r->>'duplicate' AS duplicate
+  FROM phone, jsonb_array_elements(backup_offline.queue_operations(queue)) r WHERE device = 'phone-ben';
+
+\echo
+\echo '-- the queue is applied: the EVV clock-in first (CRITICAL), then the visit''s edits in upload order'
+\echo '-- ("conflicts" counts operations left for a person; merges made are recorded in sync_conflict)'
+SELECT backup_offline.process_sync_queue();
+SELECT row_number() OVER (ORDER BY completed_at) AS applied, device_id, operation_id, operation, entity_type, priority,
+	   status, result->>'version' AS version, result->>'conflictType' AS conflict
+  FROM backup_offline.sync_queue WHERE device_id IN ('phone-ana', 'phone-ben') ORDER BY completed_at;
+SELECT count(*) AS clock_ins FROM care.evv_records WHERE visit_id = '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04';
+
+\echo
+\echo '-- the merged visit: every note kept, in the order they reached the server; the latest status'
+SELECT v.status, v.notes, r.version
+  FROM care.visits v JOIN backup_offline.sync_row r ON r.row_key = v.id::text AND r.entity_id =
+	   (SELECT id FROM backup_offline.sync_entity WHERE entity_type = 'VISIT')
+ WHERE v.id = '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04';
+\echo '-- its conflict records, one per phone: both notes appended; the status, changed by the office'
+\echo '-- and by phone-ben, went to phone-ben''s later edit'
+SELECT device_id, conflict_type, status, resolution, base_version->>'version' AS base_version,
+	   server_version->>'version' AS server_version, jsonb_path_query_array(conflicting_fields, '$[*].path') AS fields
+  FROM backup_offline.sync_conflict ORDER BY device_id;
+\x on
+SELECT c.device_id, f->>'path' AS field, f->>'base' AS base, f->>'client' AS client, f->>'server' AS server,
+	   c.merged->>(f->>'path') AS merged
+  FROM backup_offline.sync_conflict c, jsonb_array_elements(c.conflicting_fields) f
+ WHERE f->>'path' = 'notes' ORDER BY c.device_id;
+\x off
+SELECT jsonb_pretty(f) AS status_conflict
+  FROM backup_offline.sync_conflict c, jsonb_array_elements(c.conflicting_fields) f WHERE f->>'path' = 'status';
+
+\echo
+\echo '-- the phones pull again from their cursors: the merged visit and phone-ben''s clock-in'
+UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
+  FROM (SELECT device, backup_offline.pull_changes(device, cursor, 100, '{"clientIds": ["5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01"]}') r
+		  FROM phone) p
+ WHERE p.device = phone.device;
+SELECT device, cursor, c->>'entityType' AS entity, c->>'version' AS version, c->'data'->>'status' AS status,
+	   coalesce(c->'data'->>'notes', 'clock-in ' || (c->'data'->>'clock_in')) AS notes
+  FROM phone, jsonb_array_elements(pulled) c ORDER BY device, entity;
+RESET backup_offline.organization_id;

@@ -105,8 +105,11 @@ CREATE TABLE @extschema@.sync_state (
 
 -- The statement that records the rows of relation rows (the text of a
 -- FROM item) of entity e as deleted or not: each row's state upserted
--- (version + 1, unsequenced again), its image added to the history,
--- versions beyond the history depth dropped.  The entity's id, key,
+-- (version + 1, unsequenced again, its clock forgotten: a write is as
+-- new as its changed_at until sync_stamp gives it the clock of the device
+-- operation that made it), its image added to the history,
+-- versions beyond the history depth dropped, except those a queued
+-- operation still waits to be merged from (its baseVersion).  The entity's id, key,
 -- organization and depth are written in: the statement is static SQL of
 -- its trigger function.
 CREATE FUNCTION @extschema@.sync_track_sql(e @extschema@.sync_entity, rows text, deleted boolean)
@@ -122,17 +125,20 @@ AS $$
 			SELECT %4$L::uuid, x.k, x.org, 1, NULL, pg_current_xact_id(), %5$L::boolean, now() FROM x
 			ON CONFLICT (entity_id, row_key) DO UPDATE
 			   SET version = s.version + 1, change_seq = NULL, writer = EXCLUDED.writer, deleted = EXCLUDED.deleted,
-				   changed_at = EXCLUDED.changed_at, organization_id = EXCLUDED.organization_id
+				   changed_at = EXCLUDED.changed_at, organization_id = EXCLUDED.organization_id, hlc = NULL
 			RETURNING s.row_key, s.version, s.organization_id),
 		h AS (
 			INSERT INTO @extschema@.sync_row_history (entity_id, row_key, organization_id, version, image)
 			SELECT %4$L::uuid, up.row_key, up.organization_id, up.version, x.img FROM up JOIN x ON x.k = up.row_key)
 		DELETE FROM @extschema@.sync_row_history o USING up
-		 WHERE o.entity_id = %4$L::uuid AND o.row_key = up.row_key AND o.version <= up.version - %6$s$f$,
+		 WHERE o.entity_id = %4$L::uuid AND o.row_key = up.row_key AND o.version <= up.version - %6$s
+		   AND NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue q
+							WHERE q.entity_type = %7$L AND q.entity_id = o.row_key AND q.base_version = o.version
+							  AND q.status IN ('PENDING', 'BLOCKED', 'CONFLICT'))$f$,
 		e.key_column, rows,
 		CASE WHEN e.organization_column IS NOT NULL THEN format('(img->>%L)::uuid', e.organization_column)
 			 ELSE quote_nullable(e.organization_id) || '::uuid' END,
-		e.id, deleted, e.history_depth)
+		e.id, deleted, e.history_depth, e.entity_type)
 $$;
 
 -- The statement-trigger function of one entity (sync_track_<entity id>):
@@ -422,7 +428,9 @@ $$;
 -- "branchIds": [...], "dateRange": {"startDate", "endDate"}}, each applied
 -- to the entities that name such a column (a tombstone through the deleted
 -- row's last image).  Cursors are server sequence numbers, never device
--- time; 0 starts from the beginning.
+-- time; 0 starts from the beginning.  Each answer is logged
+-- (PULL_COMPLETED or RESYNC_REQUIRED) and counted by the device's ACTIVE
+-- session (sync_record_pull, src/catalog/95_sync_sessions.sql).
 CREATE FUNCTION @extschema@.pull_changes(device_id text, since bigint, max_rows integer, scope jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -482,6 +490,7 @@ BEGIN
 	PERFORM @extschema@.sync_purge_tombstones();
 	SELECT coalesce(max(value), 0) INTO horizon FROM @extschema@.sync_state WHERE name = 'tombstone_horizon';
 	IF since > 0 AND since < horizon THEN
+		PERFORM @extschema@.sync_record_pull(device_id, since, NULL, 0, false, horizon);
 		RETURN jsonb_build_object('resyncRequired', true, 'nextCursor', 0,
 			'reason', format('cursor %s is older than the tombstones kept (deletes up to change %s were forgotten): pull again from 0 and replace the local data',
 							 since, horizon));
@@ -510,6 +519,7 @@ BEGIN
 		   count(*), max(p.change_seq) FILTER (WHERE p.rn <= max_rows)
 	  INTO result, n, last_seq
 	  FROM (SELECT page.*, row_number() OVER (ORDER BY page.change_seq) AS rn FROM page) p;
+	PERFORM @extschema@.sync_record_pull(device_id, since, least(n, max_rows), coalesce(last_seq, since), n > max_rows, NULL);
 	RETURN jsonb_build_object('changes', result, 'nextCursor', coalesce(last_seq, since), 'hasMore', n > max_rows);
 END
 $$;

@@ -67,8 +67,19 @@ CREATE TABLE @extschema@.sync_queue (
 );
 COMMENT ON TABLE @extschema@.sync_queue IS 'Operations uploaded by devices (SPEC.md''s OfflineSyncQueue), idempotent by device and operationId';
 CREATE INDEX sync_queue_runnable ON @extschema@.sync_queue (priority, enqueue_seq) WHERE status IN ('PENDING', 'BLOCKED');
-CREATE INDEX sync_queue_entity ON @extschema@.sync_queue (device_id, entity_type, entity_id, device_seq)
+-- a device's operations on one row, in order: what waits before an
+-- operation, and what the device did to the row before (its edits build on
+-- its own earlier ones, see sync_device_base)
+CREATE INDEX sync_queue_entity ON @extschema@.sync_queue (device_id, entity_type, entity_id, device_seq);
+-- the row versions waiting operations were made on: their images are kept
+-- beyond the history depth until they are merged
+CREATE INDEX sync_queue_base ON @extschema@.sync_queue (entity_type, entity_id, base_version)
 	WHERE status IN ('PENDING', 'BLOCKED', 'CONFLICT');
+-- what the processor's housekeeping looks at before every batch: operations
+-- waiting for their dependencies, and those that can expire
+CREATE INDEX sync_queue_blocked ON @extschema@.sync_queue (device_id) WHERE status = 'BLOCKED';
+CREATE INDEX sync_queue_expiring ON @extschema@.sync_queue (expires_at)
+	WHERE status IN ('PENDING', 'BLOCKED') AND expires_at IS NOT NULL;
 
 -- The hybrid logical clock's milliseconds, as a timestamptz
 CREATE FUNCTION @extschema@.hlc_time(hlc bigint)
@@ -84,14 +95,17 @@ $$;
 -- "clientHlc", "operation", "entityType", "entityId", "payload",
 -- "baseVersion", "priority", "dependsOn": [operationIds of the same
 -- device], "onDependencyFailure": "FAIL" | "HOLD", "expiresAt",
--- "maxRetries", "userId"}.  Payload rules: CREATE carries the new row
+-- "maxRetries", "userId", "sessionId"}.  Payload rules: CREATE carries the new row
 -- (its key, if present, equal to entityId) and no baseVersion; UPDATE,
 -- PATCH and MERGE carry fields and the baseVersion edited; DELETE carries
 -- no payload and the baseVersion; UPSERT carries the row.  The whole batch
 -- is checked before anything is stored: an invalid operation is an error
 -- naming it (ops[i]) and nothing is queued.  An operation already queued
 -- (same device and operationId, same content) is not queued again: its
--- stored state is returned (a retried upload).
+-- stored state is returned (a retried upload, logged as OPERATION_DUPLICATE).
+-- The operations belong to their device's ACTIVE session (begin_sync_session,
+-- src/catalog/95_sync_sessions.sql), which counts them; a sessionId given
+-- must name that session.
 -- Returns [{"operationId", "id", "status", "duplicate", "result"}] in the
 -- batch's order.
 CREATE FUNCTION @extschema@.queue_operations(ops jsonb)
@@ -107,6 +121,8 @@ DECLARE
 					   * 1000)::bigint;
 	now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 	result jsonb;
+	sessions jsonb;
+	wrong record;
 BEGIN
 	IF ops IS NULL OR jsonb_typeof(ops) NOT IN ('array', 'object') THEN
 		PERFORM @extschema@.raise_invalid('ops must be a JSON array of operations (or one operation object)',
@@ -128,10 +144,10 @@ BEGIN
 			WHEN jsonb_typeof(o.op) <> 'object' THEN 'is not an object'
 			WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(o.op) k WHERE k NOT IN ('deviceId', 'operationId', 'deviceSeq', 'clientHlc',
 					'operation', 'entityType', 'entityId', 'payload', 'baseVersion', 'priority', 'dependsOn', 'onDependencyFailure',
-					'expiresAt', 'maxRetries', 'userId'))
+					'expiresAt', 'maxRetries', 'userId', 'sessionId'))
 				THEN format('has an unknown key %s', (SELECT min(k) FROM jsonb_object_keys(o.op) k WHERE k NOT IN ('deviceId', 'operationId',
 					'deviceSeq', 'clientHlc', 'operation', 'entityType', 'entityId', 'payload', 'baseVersion', 'priority', 'dependsOn',
-					'onDependencyFailure', 'expiresAt', 'maxRetries', 'userId')))
+					'onDependencyFailure', 'expiresAt', 'maxRetries', 'userId', 'sessionId')))
 			WHEN jsonb_typeof(o.op->'deviceId') IS DISTINCT FROM 'string' OR o.op->>'deviceId' !~ '^[A-Za-z0-9._:@-]{1,200}$'
 				THEN '.deviceId: 1 to 200 letters, digits and . _ : @ - are required'
 			WHEN jsonb_typeof(o.op->'operationId') IS DISTINCT FROM 'string' OR length(o.op->>'operationId') NOT BETWEEN 1 AND 200
@@ -185,6 +201,9 @@ BEGIN
 				THEN '.maxRetries: 0 to 25'
 			WHEN o.op ? 'userId' AND (o.op->>'userId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
 				THEN '.userId: a uuid'
+			WHEN o.op ? 'sessionId' AND (jsonb_typeof(o.op->'sessionId') IS DISTINCT FROM 'string'
+				 OR (o.op->>'sessionId') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+				THEN '.sessionId: a uuid (the id begin_sync_session returned)'
 			END AS problem
 		  FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)) x
 	 WHERE x.problem IS NOT NULL
@@ -220,6 +239,31 @@ BEGIN
 			'Number a device''s operations 1, 2, 3, ... once each.', NULL, '23505');
 	END IF;
 
+	-- the devices' ACTIVE sessions (idle ones time out); a sessionId given must be its device's
+	SELECT jsonb_object_agg(s.device_id, s.id) INTO sessions
+	  FROM @extschema@.sync_session s
+	 WHERE s.status = 'ACTIVE' AND s.last_activity_at >= clock_timestamp() - @extschema@.sync_session_timeout()
+	   AND s.device_id IN (SELECT DISTINCT o->>'deviceId' FROM jsonb_array_elements(batch) o);
+	IF batch @? '$[*].sessionId' THEN
+		SELECT o.i, o.op->>'sessionId' AS sid, o.op->>'deviceId' AS dev, s.id IS NOT NULL AS known, s.device_id AS owner, s.status
+		  INTO wrong
+		  FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)
+		  LEFT JOIN @extschema@.sync_session s ON s.id = (o.op->>'sessionId')::uuid
+		 WHERE o.op ? 'sessionId' AND (o.op->>'sessionId')::uuid IS DISTINCT FROM (sessions->>(o.op->>'deviceId'))::uuid
+		 ORDER BY o.i LIMIT 1;
+		IF FOUND AND NOT wrong.known THEN
+			PERFORM @extschema@.raise_invalid(format('ops[%s].sessionId: session %s does not exist', wrong.i - 1, wrong.sid),
+				'Begin a session with begin_sync_session; sessions of other organizations are not visible.', NULL, '42704');
+		ELSIF FOUND AND wrong.owner <> wrong.dev THEN
+			PERFORM @extschema@.raise_invalid(format('ops[%s].sessionId: session %s is a session of device %s, not %s',
+				wrong.i - 1, wrong.sid, wrong.owner, wrong.dev), 'Upload a device''s operations in its own session.');
+		ELSIF FOUND THEN
+			PERFORM @extschema@.raise_invalid(format('ops[%s].sessionId: session %s is %s', wrong.i - 1, wrong.sid,
+					CASE WHEN wrong.status = 'ACTIVE' THEN 'timed out' ELSE wrong.status::text END),
+				'Begin a new session (begin_sync_session) and upload the batch again: nothing of it was queued.', NULL, '55000');
+		END IF;
+	END IF;
+
 	-- store the new ones; a retried upload matches the stored operation
 	WITH input AS (
 		SELECT o.i, o.op->>'deviceId' AS device_id, o.op->>'operationId' AS operation_id, (o.op->>'deviceSeq')::bigint AS device_seq,
@@ -230,16 +274,18 @@ BEGIN
 			   coalesce(o.op->>'priority', 'NORMAL')::@extschema@.sync_priority AS priority,
 			   coalesce(ARRAY(SELECT jsonb_array_elements_text(o.op->'dependsOn')), '{}') AS depends_on,
 			   coalesce(o.op->>'onDependencyFailure', 'FAIL') AS on_dependency_failure,
-			   (o.op->>'expiresAt')::timestamptz AS expires_at, coalesce((o.op->>'maxRetries')::int, 5) AS max_retries
+			   (o.op->>'expiresAt')::timestamptz AS expires_at, coalesce((o.op->>'maxRetries')::int, 5) AS max_retries,
+			   (sessions->>(o.op->>'deviceId'))::uuid AS session_id
 		  FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)),
 	ins AS (
 		INSERT INTO @extschema@.sync_queue (organization_id, device_id, operation_id, device_seq, user_id, operation, entity_type,
 			entity_id, payload, base_version, client_hlc, priority, depends_on, on_dependency_failure, expires_at, max_retries,
-			status)
+			status, session_id)
 		SELECT org, i.device_id, i.operation_id, i.device_seq, coalesce(i.user_id, @extschema@.current_actor()), i.operation,
 			   i.entity_type, i.entity_id, i.payload, i.base_version, i.client_hlc, i.priority, i.depends_on,
 			   i.on_dependency_failure, i.expires_at, i.max_retries,
-			   CASE WHEN cardinality(i.depends_on) > 0 THEN 'BLOCKED' ELSE 'PENDING' END::@extschema@.sync_queue_status
+			   CASE WHEN cardinality(i.depends_on) > 0 THEN 'BLOCKED' ELSE 'PENDING' END::@extschema@.sync_queue_status,
+			   i.session_id
 		  FROM input i ORDER BY i.i
 		ON CONFLICT (device_id, operation_id) DO NOTHING
 		RETURNING device_id, operation_id, id, status),
@@ -270,6 +316,29 @@ BEGIN
 		SELECT r->>'operationId' AS oid INTO bad FROM jsonb_array_elements(result) r WHERE (r->>'_same')::boolean IS FALSE LIMIT 1;
 		PERFORM @extschema@.raise_invalid(format('operation %s was already queued by this device with other content', bad.oid),
 			'An operationId names one operation: give a new operation a new operationId.', NULL, '23505');
+	END IF;
+	-- retried uploads are logged (new operations by sync_queue's trigger); sessions count what their device sent
+	IF result @? '$[*] ? (@.duplicate == true)' THEN
+		INSERT INTO @extschema@.sync_event (organization_id, event_type, device_id, session_id, queue_id, operation_id, entity_type,
+											entity_id, detail)
+		SELECT q.organization_id, 'OPERATION_DUPLICATE'::@extschema@.sync_event_type, q.device_id, (sessions->>q.device_id)::uuid,
+			   q.id, q.operation_id, q.entity_type, q.entity_id,
+			   jsonb_strip_nulls(jsonb_build_object('status', q.status, 'enqueuedAt', q.enqueued_at, 'queuedInSession', q.session_id))
+		  FROM jsonb_array_elements(result) r
+		  JOIN @extschema@.sync_queue q ON q.id = (r->>'id')::uuid
+		 WHERE (r->>'duplicate')::boolean;
+	END IF;
+	IF sessions IS NOT NULL THEN
+		UPDATE @extschema@.sync_session s
+		   SET operations_uploaded = s.operations_uploaded + c.uploaded, duplicates = s.duplicates + c.dup,
+			   last_activity_at = clock_timestamp()
+		  FROM (SELECT (sessions->>(b.op->>'deviceId'))::uuid AS sid,
+					   count(*) FILTER (WHERE NOT (r.res->>'duplicate')::boolean) AS uploaded,
+					   count(*) FILTER (WHERE (r.res->>'duplicate')::boolean) AS dup
+				  FROM jsonb_array_elements(batch) WITH ORDINALITY AS b(op, i)
+				  JOIN jsonb_array_elements(result) WITH ORDINALITY AS r(res, i) ON r.i = b.i
+				 GROUP BY 1) c
+		 WHERE s.id = c.sid;
 	END IF;
 	RETURN (SELECT jsonb_agg(r - '_same' ORDER BY n) FROM jsonb_array_elements(result) WITH ORDINALITY AS x(r, n));
 END

@@ -8,9 +8,19 @@
 -- first) aged by one level per backup_offline.sync_priority_aging seconds
 -- of waiting (so LOW work cannot starve), then in enqueue order.  Several
 -- processors may run at once: operations are claimed FOR UPDATE SKIP
--- LOCKED.  Each operation runs in its own subtransaction: its change to the
--- entity table, its queue row (the idempotency record) and its conflict
--- record commit together, with the caller's transaction, or not at all.
+-- LOCKED.  An operation's change to the entity table, its queue row (the
+-- idempotency record) and its conflict record commit together, with the
+-- caller's transaction, or not at all.  Operations with nothing to merge
+-- (an edit of the version the device knows, of a row no other operation
+-- of the batch touches) are written set-based, a run of them per statement
+-- (a plain queue pays a statement, and the table's statement triggers, per
+-- job); if such a statement fails, its operations are applied one by one.
+-- Every other operation runs alone in its own subtransaction.
+--
+-- A device that edits a row several times offline sends the same
+-- baseVersion each time: each edit is taken as built on the device's
+-- earlier ones (sync_device_base, sync_known_version), so its own earlier
+-- edits are neither counted twice nor reported as conflicts.
 --
 -- Conflicts are detected by version: the operation's baseVersion against
 -- the row's current version (sync_row).  The device's document is the base
@@ -54,27 +64,74 @@ CREATE INDEX sync_conflict_open ON @extschema@.sync_conflict (entity_type, entit
 CREATE INDEX sync_conflict_queue ON @extschema@.sync_conflict (queue_id);
 
 -- The merge3 policy of an entity for one operation: its strategy as the
--- default, its field policies, the clocks of the two sides.
-CREATE FUNCTION @extschema@.sync_policy(e @extschema@.sync_entity, client_hlc bigint, server_hlc bigint, client_node text)
+-- default, its field policies, the clocks of the two sides.  Without the
+-- base the device edited (an UPDATE whose base image is gone, an UPSERT
+-- without a baseVersion) a counter's increment cannot be told from its value:
+-- additive fields are then decided by the default rule, their losing value
+-- recorded, instead of adding the device's whole value.
+CREATE FUNCTION @extschema@.sync_policy(e @extschema@.sync_entity, client_hlc bigint, server_hlc bigint, client_node text,
+										base_known boolean)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-	SELECT jsonb_strip_nulls(jsonb_build_object(
+BEGIN
+	RETURN jsonb_strip_nulls(jsonb_build_object(
 		'default', CASE e.strategy
 					   WHEN 'CLIENT_WINS' THEN '"client_wins"'::jsonb
 					   WHEN 'SERVER_WINS' THEN '"server_wins"'::jsonb
 					   WHEN 'MANUAL' THEN '"manual"'::jsonb
 					   WHEN 'CUSTOM' THEN jsonb_build_object('strategy', 'custom', 'function', e.custom_function::regproc::text)
 					   ELSE '"lww"'::jsonb END,
-		'fields', CASE WHEN e.strategy IN ('FIELD_LEVEL_MERGE', 'NEWEST_WINS', 'CUSTOM') THEN e.field_policies END,
+		'fields', CASE WHEN e.strategy IN ('FIELD_LEVEL_MERGE', 'NEWEST_WINS', 'CUSTOM') THEN
+					   CASE WHEN base_known THEN e.field_policies
+							ELSE (SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') FROM jsonb_each(e.field_policies) f
+								   WHERE coalesce(f.value->>'strategy', f.value #>> '{}') IS DISTINCT FROM 'additive') END END,
 		'clientHlc', client_hlc, 'serverHlc', server_hlc,
-		'clientNode', client_node, 'serverNode', 'server'))
+		'clientNode', client_node, 'serverNode', 'server'));
+END
 $$;
 
--- Apply one document to an entity table: INSERT (upsert when exists is
--- false and the row is gone), UPDATE of the fields the document has, or
--- DELETE.  Only the table's columns are written; the key is the entity id.
+-- The sync entity an operation is for: the organization's own
+-- registration of the type, else the one for every organization.
+-- (The small helpers of the processor are PL/pgSQL, not SQL functions:
+-- PL/pgSQL keeps their plans for the session, a SQL function called from
+-- PL/pgSQL is planned again at every call.)
+CREATE FUNCTION @extschema@.sync_entity_of(entity_type text, organization uuid)
+RETURNS @extschema@.sync_entity
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e @extschema@.sync_entity;
+BEGIN
+	SELECT s.* INTO e FROM @extschema@.sync_entity s
+	 WHERE s.entity_type = sync_entity_of.entity_type AND (s.organization_id IS NULL OR s.organization_id = organization)
+	 ORDER BY s.organization_id NULLS LAST LIMIT 1;
+	RETURN e;
+END
+$$;
+
+-- An entity's key column (of the table alias rel) compared with the
+-- parameter param (text, or text[] when is_array), cast to the key's own
+-- type so that the index on the key is used (a uuid key compared as text
+-- would be read whole).
+CREATE FUNCTION @extschema@.sync_key_match(e @extschema@.sync_entity, rel text, param text, is_array boolean DEFAULT false)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT format(CASE WHEN is_array THEN '%s.%I = ANY (%s::%s[])' ELSE '%s.%I = %s::%s' END,
+						  rel, e.key_column, param, format_type(a.atttypid, NULL))
+			  FROM pg_attribute a WHERE a.attrelid = e.table_name AND a.attname = e.key_column);
+END
+$$;
+
+-- Apply one document to an entity table: INSERT, UPDATE of the fields the
+-- document has, or DELETE.  Only the table's columns are written (not
+-- generated ones; an UPDATE never writes the key or an identity column
+-- GENERATED ALWAYS); the key is the entity id.
 CREATE FUNCTION @extschema@.sync_apply(e @extschema@.sync_entity, action text, entity_id text, doc jsonb)
 RETURNS void
 LANGUAGE plpgsql
@@ -87,45 +144,96 @@ BEGIN
 	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
 	  FROM pg_attribute a
 	 WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-	   AND d ? a.attname AND (action <> 'UPDATE' OR a.attname <> e.key_column);
+	   AND d ? a.attname AND (action <> 'UPDATE' OR (a.attname <> e.key_column AND a.attidentity <> 'a'));
 	IF action = 'INSERT' THEN
 		EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1)',
 					   e.table_name, cols, cols, e.table_name) USING d;
 	ELSIF action = 'UPDATE' THEN
 		IF cols IS NOT NULL THEN
-			EXECUTE format('UPDATE %s SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1)) WHERE %I::text = $2',
-						   e.table_name, cols, cols, e.table_name, e.key_column) USING d, entity_id;
+			EXECUTE format('UPDATE %s sync_target SET (%s) = (SELECT %s FROM jsonb_populate_record(NULL::%s, $1)) WHERE %s',
+						   e.table_name, cols, cols, e.table_name, @extschema@.sync_key_match(e, 'sync_target', '$2')) USING d, entity_id;
 		END IF;
 	ELSE
-		EXECUTE format('DELETE FROM %s WHERE %I::text = $1', e.table_name, e.key_column) USING entity_id;
+		EXECUTE format('DELETE FROM %s sync_target WHERE %s', e.table_name, @extschema@.sync_key_match(e, 'sync_target', '$1'))
+			USING entity_id;
 	END IF;
 END
 $$;
 
--- Record the hybrid logical clock of the operation that just wrote a row,
--- in the same transaction; returns the row's version (NULL when this
--- transaction did not write it).  SECURITY DEFINER: processors may not
--- write sync_row otherwise, and only the row their own transaction wrote.
-CREATE FUNCTION @extschema@.sync_stamp(entity uuid, key text, hlc bigint)
-RETURNS bigint
-LANGUAGE sql
+-- Record the hybrid logical clocks of the operations that just wrote rows
+-- (keys, with hlcs), in the same transaction; returns each row's version
+-- (rows this transaction did not write are left out).  SECURITY DEFINER:
+-- processors may not write sync_row otherwise, and only the rows their own
+-- transaction wrote.
+CREATE FUNCTION @extschema@.sync_stamp(entity uuid, keys text[], hlcs bigint[])
+RETURNS TABLE (row_key text, version bigint)
+LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-	UPDATE @extschema@.sync_row s SET hlc = greatest(coalesce(s.hlc, 0), sync_stamp.hlc)
-	 WHERE s.entity_id = entity AND s.row_key = key AND s.writer = pg_current_xact_id()
-	RETURNING s.version
+BEGIN
+	RETURN QUERY
+		UPDATE @extschema@.sync_row s SET hlc = greatest(coalesce(s.hlc, 0), u.hlc)
+		  FROM unnest(keys, hlcs) u(key, hlc)
+		 WHERE s.entity_id = entity AND s.row_key = ANY (keys) AND s.row_key = u.key AND s.writer = pg_current_xact_id()
+		RETURNING s.row_key, s.version;
+END
+$$;
+
+-- What the device had of a row when it made operation q: the image of the
+-- version it pulled (q.base_version) with the payloads of its earlier
+-- operations on that row, made on the same base, over it in order.  A
+-- device that edits a row twice offline sends the same baseVersion twice:
+-- its second edit builds on its first, not on the pulled image (merged
+-- against the pulled image, an additive counter would count the first edit
+-- twice and an appended note would be appended twice).  NULL when that
+-- image is no longer kept (history_depth).
+CREATE FUNCTION @extschema@.sync_device_base(q @extschema@.sync_queue, entity uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN (SELECT h.image || coalesce((SELECT jsonb_object_agg(f.key, f.value ORDER BY p.device_seq)
+										  FROM @extschema@.sync_queue p, jsonb_each(p.payload) f
+										 WHERE p.device_id = q.device_id AND p.entity_type = q.entity_type
+										   AND p.entity_id = q.entity_id AND p.device_seq < q.device_seq
+										   AND p.base_version = q.base_version), '{}')
+			  FROM @extschema@.sync_row_history h
+			 WHERE h.entity_id = entity AND h.row_key = q.entity_id AND h.version = q.base_version);
+END
+$$;
+
+-- The version of the row that holds nothing the device has not seen: the
+-- one it edited (q.base_version) or, when its previous operation on the
+-- row was made on the same base and written as sent (result.applied
+-- DIRECT: no merge, no conflict), the version that operation wrote.
+CREATE FUNCTION @extschema@.sync_known_version(q @extschema@.sync_queue)
+RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN coalesce((SELECT CASE WHEN p.base_version = q.base_version AND p.status = 'COMPLETED' AND NOT p.has_conflict
+									  AND p.result->>'applied' = 'DIRECT' THEN (p.result->>'version')::bigint END
+					   FROM @extschema@.sync_queue p
+					  WHERE p.device_id = q.device_id AND p.entity_type = q.entity_type AND p.entity_id = q.entity_id
+						AND p.device_seq < q.device_seq
+					  ORDER BY p.device_seq DESC LIMIT 1), q.base_version);
+END
 $$;
 
 -- Apply one claimed operation (in the caller's subtransaction); returns the
--- queue row's outcome: {"status", "result", "conflictId"}.
+-- queue row's outcome: {"status", "result", "conflictId"}; result.applied
+-- says what was written: DIRECT (the payload as sent), MERGED (merged with
+-- the server's row) or NONE.
 CREATE FUNCTION @extschema@.sync_apply_operation(q @extschema@.sync_queue)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-	e @extschema@.sync_entity;
+	e @extschema@.sync_entity := @extschema@.sync_entity_of(q.entity_type, q.organization_id);
 	r @extschema@.sync_row;
 	server_doc jsonb;
 	base_doc jsonb;
@@ -135,37 +243,37 @@ DECLARE
 	cid uuid;
 	exists_now boolean;
 	server_hlc bigint;
+	known bigint := @extschema@.sync_known_version(q);
 	outcome text := 'COMPLETED';
 	resolution text;
+	applied text := 'NONE';
 	new_version bigint;
 BEGIN
-	SELECT * INTO e FROM @extschema@.sync_entity s
-	 WHERE s.entity_type = q.entity_type AND (s.organization_id IS NULL OR s.organization_id = q.organization_id)
-	 ORDER BY s.organization_id NULLS LAST LIMIT 1;
-	IF NOT FOUND THEN
+	IF e.id IS NULL THEN
 		RAISE EXCEPTION 'sync entity type "%" is no longer registered', q.entity_type USING ERRCODE = '42704';
 	END IF;
 	-- the current row, locked: other processors wait for this operation
-	EXECUTE format('SELECT to_jsonb(t.*) FROM %s t WHERE %I::text = $1 FOR UPDATE', e.table_name, e.key_column)
+	EXECUTE format('SELECT to_jsonb(sync_target.*) FROM %s sync_target WHERE %s FOR UPDATE',
+				   e.table_name, @extschema@.sync_key_match(e, 'sync_target', '$1'))
 		INTO server_doc USING q.entity_id;
 	exists_now := server_doc IS NOT NULL;
 	SELECT * INTO r FROM @extschema@.sync_row s WHERE s.entity_id = e.id AND s.row_key = q.entity_id;
 	server_hlc := coalesce(r.hlc, ((extract(epoch FROM r.changed_at) * 1000)::bigint << 16));
 	IF q.base_version IS NOT NULL THEN
-		SELECT h.image INTO base_doc FROM @extschema@.sync_row_history h
-		 WHERE h.entity_id = e.id AND h.row_key = q.entity_id AND h.version = q.base_version;
+		base_doc := @extschema@.sync_device_base(q, e.id);
 	END IF;
 	client_doc := coalesce(base_doc, '{}') || coalesce(q.payload, '{}') || jsonb_build_object(e.key_column, q.entity_id);
 
 	IF q.operation = 'DELETE' THEN
 		IF NOT exists_now THEN
 			NULL;												-- already gone: done
-		ELSIF r.version = q.base_version OR e.delete_policy = 'DELETE_WINS' THEN
-			IF r.version <> q.base_version THEN
+		ELSIF r.version = known OR e.delete_policy = 'DELETE_WINS' THEN
+			IF r.version <> known THEN
 				ctype := 'DELETE_UPDATE';
 				resolution := 'delete_wins';
 			END IF;
 			PERFORM @extschema@.sync_apply(e, 'DELETE', q.entity_id, NULL);
+			applied := 'DIRECT';
 		ELSE
 			ctype := 'DELETE_UPDATE';
 			resolution := CASE e.delete_policy WHEN 'UPDATE_WINS' THEN 'update_wins' ELSE 'manual' END;
@@ -175,6 +283,7 @@ BEGIN
 		END IF;
 	ELSIF NOT exists_now AND q.operation IN ('CREATE', 'UPSERT') THEN
 		PERFORM @extschema@.sync_apply(e, 'INSERT', q.entity_id, client_doc);
+		applied := 'DIRECT';
 	ELSIF NOT exists_now AND r.row_key IS NULL THEN
 		RAISE EXCEPTION '% % does not exist: a % needs a row the server has', q.entity_type, q.entity_id, q.operation
 			USING ERRCODE = '42704', HINT = 'Create it first (CREATE or UPSERT).';
@@ -184,17 +293,19 @@ BEGIN
 		IF e.delete_policy = 'UPDATE_WINS' THEN
 			resolution := 'update_wins';
 			PERFORM @extschema@.sync_apply(e, 'INSERT', q.entity_id, client_doc);
+			applied := 'MERGED';
 		ELSIF e.delete_policy = 'MANUAL' THEN
 			resolution := 'manual';
 			outcome := 'CONFLICT';
 		ELSE
 			resolution := 'delete_wins';
 		END IF;
-	ELSIF q.operation = 'CREATE' OR r.version IS DISTINCT FROM q.base_version THEN
+	ELSIF q.operation = 'CREATE' OR r.version IS DISTINCT FROM known THEN
 		-- both changed it: merge field by field under the entity's policy
 		ctype := CASE WHEN q.operation = 'CREATE' THEN 'CREATE_CREATE' ELSE 'UPDATE_UPDATE' END;
 		m := @extschema@.merge3(CASE WHEN q.operation = 'CREATE' THEN NULL ELSE base_doc END, client_doc, server_doc,
-								@extschema@.sync_policy(e, q.client_hlc, server_hlc, q.device_id));
+								@extschema@.sync_policy(e, q.client_hlc, server_hlc, q.device_id,
+														q.operation = 'CREATE' OR base_doc IS NOT NULL));
 		IF jsonb_array_length(m->'conflicts') = 0 THEN
 			ctype := NULL;										-- disjoint changes: nothing lost
 		ELSIF ctype = 'UPDATE_UPDATE' AND NOT (m->>'requiresManualResolution')::boolean THEN
@@ -206,13 +317,16 @@ BEGIN
 		END IF;
 		IF m->'merged' IS DISTINCT FROM server_doc THEN
 			PERFORM @extschema@.sync_apply(e, 'UPDATE', q.entity_id, m->'merged');
+			applied := 'MERGED';
 		END IF;
 	ELSE
-		PERFORM @extschema@.sync_apply(e, 'UPDATE', q.entity_id, client_doc);
+		-- the row is what the device had: its fields as sent
+		PERFORM @extschema@.sync_apply(e, 'UPDATE', q.entity_id, q.payload);
+		applied := 'DIRECT';
 	END IF;
 
 	-- the row's clock: the operation's (a later server edit has its own time)
-	new_version := @extschema@.sync_stamp(e.id, q.entity_id, q.client_hlc);
+	SELECT s.version INTO new_version FROM @extschema@.sync_stamp(e.id, ARRAY[q.entity_id], ARRAY[q.client_hlc]) s;
 	IF ctype IS NOT NULL THEN
 		INSERT INTO @extschema@.sync_conflict (organization_id, queue_id, device_id, conflict_type, entity_type, entity_id,
 			base_version, client_version, server_version, conflicting_fields, merged, resolution, status,
@@ -228,8 +342,178 @@ BEGIN
 		RETURNING id INTO cid;
 	END IF;
 	RETURN jsonb_strip_nulls(jsonb_build_object('status', outcome,
-		'result', jsonb_strip_nulls(jsonb_build_object('version', new_version, 'conflictType', ctype, 'resolution', resolution)),
+		'result', jsonb_strip_nulls(jsonb_build_object('version', new_version, 'applied', applied, 'conflictType', ctype,
+													   'resolution', resolution)),
 		'conflictId', cid));
+END
+$$;
+
+-- Apply one claimed operation in its own subtransaction and record its
+-- outcome on its queue row: COMPLETED or CONFLICT (sync_apply_operation),
+-- RETRIED (a transient failure: lock timeouts, deadlocks, serialization
+-- failures, shortages; tried again after 2^retry_count seconds times a
+-- random 0.5..1, at most an hour) or FAILED (dead-lettered with the
+-- reason).  Returns the outcome.
+CREATE FUNCTION @extschema@.sync_process_one(q @extschema@.sync_queue)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	outcome jsonb;
+	state text;
+	msg text;
+	transient boolean;
+BEGIN
+	BEGIN
+		outcome := @extschema@.sync_apply_operation(q);
+		UPDATE @extschema@.sync_queue SET status = (outcome->>'status')::@extschema@.sync_queue_status,
+			   result = outcome->'result', has_conflict = outcome ? 'conflictId', completed_at = clock_timestamp(),
+			   last_error = NULL
+		 WHERE id = q.id;
+		RETURN outcome->>'status';
+	EXCEPTION WHEN OTHERS THEN
+		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
+	END;
+	transient := state IN ('40001', '40P01', '55P03', '57014', '53000', '53100', '53200', '53300');
+	IF transient AND q.retry_count < q.max_retries THEN
+		UPDATE @extschema@.sync_queue SET retry_count = retry_count + 1,
+			   next_attempt_at = now() + least(interval '1 hour', interval '1 second' * power(2, q.retry_count) * (0.5 + random() / 2)),
+			   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', true)
+		 WHERE id = q.id;
+		RETURN 'RETRIED';
+	END IF;
+	UPDATE @extschema@.sync_queue SET status = 'FAILED', completed_at = clock_timestamp(), retry_count = retry_count + 1,
+		   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', transient)
+	 WHERE id = q.id;
+	RETURN 'FAILED';
+END
+$$;
+
+-- The operations of a claimed batch that can be written as sent,
+-- set-based (sync_apply_direct): an UPDATE, PATCH or MERGE of a row that
+-- exists, that no other operation of the batch touches, that no other
+-- processor holds (it is locked here, SKIP LOCKED) and that is at the
+-- version the device knows (sync_known_version): nothing to merge.  Their
+-- ids, entities and the row versions found.  Everything else (creates,
+-- deletes, conflicts, rows another processor holds, keys the key's type
+-- refuses) is applied one by one.
+CREATE FUNCTION @extschema@.sync_direct_candidates(batch @extschema@.sync_queue[])
+RETURNS TABLE (id uuid, entity uuid, version bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e @extschema@.sync_entity;
+	eid uuid;
+	ids uuid[];
+	keys text[];
+	locked text[];
+BEGIN
+	FOR eid, ids, keys IN
+		SELECT (c.en).id, array_agg(c.id), array_agg(c.entity_id)
+		  FROM (SELECT b.id, b.entity_id, b.operation, b.base_version, b.payload,
+					   @extschema@.sync_entity_of(b.entity_type, b.organization_id) AS en,
+					   count(*) OVER (PARTITION BY b.entity_type, b.entity_id) AS n
+				  FROM unnest(batch) b) c
+		 WHERE c.n = 1 AND c.operation IN ('UPDATE', 'PATCH', 'MERGE') AND c.base_version IS NOT NULL
+		   AND jsonb_typeof(c.payload) = 'object' AND (c.en).id IS NOT NULL
+		 GROUP BY (c.en).id
+	LOOP
+		SELECT * INTO e FROM @extschema@.sync_entity s WHERE s.id = eid;
+		BEGIN
+			EXECUTE format('SELECT array_agg(k) FROM (SELECT to_jsonb(sync_target.%I) #>> ''{}'' AS k FROM %s sync_target WHERE %s'
+						   ' ORDER BY sync_target.%I FOR UPDATE SKIP LOCKED) x',
+						   e.key_column, e.table_name, @extschema@.sync_key_match(e, 'sync_target', '$1', true), e.key_column)
+				INTO locked USING keys;
+		EXCEPTION WHEN OTHERS THEN
+			CONTINUE;			-- a key the column's type refuses: one by one, where its error is recorded
+		END;
+		RETURN QUERY
+			SELECT b.id, e.id, s.version
+			  FROM unnest(batch) b
+			  JOIN @extschema@.sync_row s ON s.entity_id = e.id AND s.row_key = b.entity_id
+			  LEFT JOIN LATERAL (
+					SELECT p.base_version, p.status, p.has_conflict, p.result FROM @extschema@.sync_queue p
+					 WHERE p.device_id = b.device_id AND p.entity_type = b.entity_type AND p.entity_id = b.entity_id
+					   AND p.device_seq < b.device_seq
+					 ORDER BY p.device_seq DESC LIMIT 1) p ON true
+			 WHERE b.id = ANY (ids) AND b.entity_id = ANY (locked) AND NOT s.deleted
+			   AND s.version = CASE WHEN p.base_version = b.base_version AND p.status = 'COMPLETED' AND NOT p.has_conflict
+										 AND p.result->>'applied' = 'DIRECT' THEN (p.result->>'version')::bigint
+									ELSE b.base_version END;
+	END LOOP;
+END
+$$;
+
+-- Write, set-based, operations that sync_direct_candidates found writable
+-- as sent (ids, their entities, the row versions found): per entity one
+-- UPDATE of the payloads' fields (guarded again by the version, so a row
+-- that moved since is left out), then one statement stamping the rows'
+-- clocks and completing their queue rows.  Each entity's operations in one
+-- subtransaction: if anything fails (a value a column refuses, a trigger's
+-- error), none of that entity's is written and the caller applies them one
+-- by one, where each failure is recorded against its own operation.
+-- Returns the ids written.
+CREATE FUNCTION @extschema@.sync_apply_direct(batch @extschema@.sync_queue[], ids uuid[], entities uuid[], versions bigint[])
+RETURNS uuid[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	e @extschema@.sync_entity;
+	cols text;
+	new_cols text;
+	done uuid[] := '{}';
+	written_ids uuid[];
+	written_keys text[];
+	written_hlcs bigint[];
+	completed uuid[];
+BEGIN
+	FOR e IN SELECT s.* FROM @extschema@.sync_entity s WHERE s.id IN (SELECT DISTINCT unnest(entities)) LOOP
+		SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
+			   string_agg(format('sync_new.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols, new_cols
+		  FROM pg_attribute a
+		 WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		   AND a.attidentity <> 'a' AND a.attname <> e.key_column;
+		CONTINUE WHEN cols IS NULL;
+		BEGIN
+			EXECUTE format($f$
+				WITH sync_op AS (
+					SELECT b.id, b.entity_id, b.payload, b.client_hlc
+					  FROM unnest($1) b
+					  JOIN unnest($2, $3, $4) d(id, entity, version) ON d.id = b.id AND d.entity = $5
+					  JOIN @extschema@.sync_row s ON s.entity_id = $5 AND s.row_key = b.entity_id
+					 WHERE s.version = d.version AND NOT s.deleted),
+				w AS (
+					UPDATE %1$s sync_target SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(sync_target, sync_op.payload) sync_new)
+					  FROM sync_op
+					 WHERE %4$s
+					RETURNING sync_op.id, sync_op.entity_id, sync_op.client_hlc)
+				SELECT array_agg(w.id), array_agg(w.entity_id), array_agg(w.client_hlc) FROM w$f$,
+				e.table_name, cols, new_cols, @extschema@.sync_key_match(e, 'sync_target', 'sync_op.entity_id'))
+			  INTO written_ids, written_keys, written_hlcs USING batch, ids, entities, versions, e.id;
+			CONTINUE WHEN written_ids IS NULL;
+			WITH stamped AS (SELECT * FROM @extschema@.sync_stamp(e.id, written_keys, written_hlcs)),
+			c AS (
+				UPDATE @extschema@.sync_queue q
+				   SET status = 'COMPLETED', result = jsonb_build_object('version', s.version, 'applied', 'DIRECT'),
+					   has_conflict = false, completed_at = clock_timestamp(), last_error = NULL
+				  FROM unnest(written_ids, written_keys) u(id, key)
+				  JOIN stamped s ON s.row_key = u.key
+				 WHERE q.id = u.id
+				RETURNING q.id)
+			SELECT array_agg(c.id) INTO completed FROM c;
+			IF cardinality(completed) IS DISTINCT FROM cardinality(written_ids) THEN
+				RAISE EXCEPTION 'sync_apply_direct: % rows written, % operations completed', cardinality(written_ids),
+					coalesce(cardinality(completed), 0);
+			END IF;
+			done := done || completed;
+		EXCEPTION WHEN OTHERS THEN
+			NULL;				-- applied one by one by the caller
+		END;
+	END LOOP;
+	RETURN done;
 END
 $$;
 
@@ -237,14 +521,28 @@ $$;
 -- Apply up to max_operations queued operations (see the top of this file);
 -- returns {"processed", "completed", "conflicts", "retried", "failed",
 -- "expired", "released"}.  Safe with several processors at once.
+--
+-- Batches of up to 200 runnable operations are claimed, best first; each
+-- priority's best are found through the index on (priority, enqueue_seq)
+-- and aged, then merged.  The operations of a batch writable as sent
+-- (sync_direct_candidates) are written set-based (sync_apply_direct), the
+-- rest one by one in the batch's order (sync_process_one).  When an
+-- operation completes whose device has a later operation on that entity
+-- waiting, the rest of the batch is claimed again: that operation may now
+-- outrank it.
 CREATE FUNCTION @extschema@.process_sync_queue(max_operations integer DEFAULT 1000)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+	batch @extschema@.sync_queue[];
 	q @extschema@.sync_queue;
-	outcome jsonb;
+	later uuid[];
+	direct_ids uuid[];
+	direct_entities uuid[];
+	direct_versions bigint[];
+	applied uuid[];
 	aging double precision := coalesce(extract(epoch FROM nullif(current_setting('backup_offline.sync_priority_aging', true), '')::interval), 60);
 	processed integer := 0;
 	completed integer := 0;
@@ -256,9 +554,8 @@ DECLARE
 	claimed integer;
 	released_now integer;
 	n integer;
-	state text;
-	msg text;
-	transient boolean;
+	outcome text;
+	stop boolean;
 BEGIN
 	IF max_operations IS NULL OR max_operations NOT BETWEEN 1 AND 100000 THEN
 		PERFORM @extschema@.raise_invalid(format('invalid max_operations: %s', coalesce(max_operations::text, 'NULL')),
@@ -291,64 +588,59 @@ BEGIN
 		failed := failed + n;
 
 		EXIT WHEN processed >= max_operations;
-		-- a batch of runnable operations, best first, claimed; the same
-		-- device's later operations on an entity are not runnable while an
-		-- earlier one waits, so a batch holds at most one per device and entity
-		claimed := 0;
-		FOR q IN
-			SELECT * FROM @extschema@.sync_queue c
-			 WHERE c.status = 'PENDING' AND c.next_attempt_at <= now()
-			   AND NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue p
-								WHERE p.device_id = c.device_id AND p.entity_type = c.entity_type AND p.entity_id = c.entity_id
-								  AND p.device_seq < c.device_seq AND p.status IN ('PENDING', 'BLOCKED', 'CONFLICT'))
-			 ORDER BY CASE c.priority WHEN 'CRITICAL' THEN 0 WHEN 'HIGH' THEN 1 WHEN 'NORMAL' THEN 2 WHEN 'LOW' THEN 3 ELSE 4 END
-					  - floor(extract(epoch FROM now() - c.enqueued_at) / aging), c.enqueue_seq
-			 LIMIT least(100, max_operations - processed)
-			 FOR UPDATE SKIP LOCKED
-		LOOP
-			claimed := claimed + 1;
-			processed := processed + 1;
-			BEGIN
-				outcome := @extschema@.sync_apply_operation(q);
-				UPDATE @extschema@.sync_queue SET status = (outcome->>'status')::@extschema@.sync_queue_status,
-					   result = outcome->'result', has_conflict = outcome ? 'conflictId', completed_at = clock_timestamp(),
-					   last_error = NULL
-				 WHERE id = q.id;
-				IF outcome->>'status' = 'CONFLICT' THEN
-					conflicts := conflicts + 1;
-				ELSE
-					completed := completed + 1;
-				END IF;
-				-- the device's next operation on this entity may now outrank the
-				-- rest of the batch: take the order afresh
-				IF outcome->>'status' = 'COMPLETED' AND EXISTS (
-						SELECT 1 FROM @extschema@.sync_queue x
-						 WHERE x.device_id = q.device_id AND x.entity_type = q.entity_type AND x.entity_id = q.entity_id
-						   AND x.device_seq > q.device_seq AND x.status = 'PENDING') THEN
-					EXIT;
-				END IF;
-			EXCEPTION WHEN OTHERS THEN
-				GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
-				-- lock timeouts, deadlocks, serialization failures, shortage: try again later
-				transient := state IN ('40001', '40P01', '55P03', '57014', '53000', '53100', '53200', '53300');
-				IF transient AND q.retry_count < q.max_retries THEN
-					UPDATE @extschema@.sync_queue SET retry_count = retry_count + 1,
-						   next_attempt_at = now() + least(interval '1 hour',
-								interval '1 second' * power(2, q.retry_count) * (0.5 + random() / 2)),
-						   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', true)
-					 WHERE id = q.id;
-					retried := retried + 1;
-				ELSE
-					UPDATE @extschema@.sync_queue SET status = 'FAILED', completed_at = clock_timestamp(),
-						   retry_count = retry_count + 1,
-						   last_error = jsonb_build_object('sqlstate', state, 'message', msg, 'transient', transient)
-					 WHERE id = q.id;
-					failed := failed + 1;
-				END IF;
-			END;
-		END LOOP;
-		-- nothing runnable: done, unless finished dependencies or released entities make more runnable
+		-- a batch of runnable operations, best first, claimed: each
+		-- priority's oldest runnable ones, aged, merged.  The same device's
+		-- later operations on an entity are not runnable while an earlier
+		-- one waits, so a batch holds at most one per device and entity.
+		SELECT coalesce(array_agg(x.q ORDER BY x.rank, (x.q).enqueue_seq), '{}'),
+			   coalesce(array_agg((x.q).id) FILTER (WHERE x.later), '{}')
+		  INTO batch, later
+		  FROM (SELECT c.q, array_position(enum_range(NULL::@extschema@.sync_priority), (c.q).priority)
+							- floor(extract(epoch FROM now() - (c.q).enqueued_at) / aging) AS rank,
+					   EXISTS (SELECT 1 FROM @extschema@.sync_queue l
+								WHERE l.device_id = (c.q).device_id AND l.entity_type = (c.q).entity_type
+								  AND l.entity_id = (c.q).entity_id AND l.device_seq > (c.q).device_seq
+								  AND l.status = 'PENDING') AS later
+				  FROM unnest(enum_range(NULL::@extschema@.sync_priority)) pr,
+				  LATERAL (SELECT r AS q FROM @extschema@.sync_queue r
+							WHERE r.priority = pr AND r.status = 'PENDING' AND r.next_attempt_at <= now()
+							  AND NOT EXISTS (SELECT 1 FROM @extschema@.sync_queue p
+											   WHERE p.device_id = r.device_id AND p.entity_type = r.entity_type
+												 AND p.entity_id = r.entity_id AND p.device_seq < r.device_seq
+												 AND p.status IN ('PENDING', 'BLOCKED', 'CONFLICT'))
+							ORDER BY r.enqueue_seq
+							LIMIT least(200, max_operations - processed)
+							FOR UPDATE SKIP LOCKED) c
+				 ORDER BY 2, (c.q).enqueue_seq
+				 LIMIT least(200, max_operations - processed)) x;
+		claimed := cardinality(batch);
+		-- nothing runnable: done, unless finished dependencies made more runnable
 		EXIT WHEN claimed = 0 AND released_now = 0;
+		CONTINUE WHEN claimed = 0;
+
+		SELECT coalesce(array_agg(d.id), '{}'), coalesce(array_agg(d.entity), '{}'), coalesce(array_agg(d.version), '{}')
+		  INTO direct_ids, direct_entities, direct_versions
+		  FROM @extschema@.sync_direct_candidates(batch) d;
+		-- the operations writable as sent, set-based, at once (the batch
+		-- commits together: which of its operations is written first is
+		-- seen by nobody), then the others one by one, best first
+		applied := @extschema@.sync_apply_direct(batch, direct_ids, direct_entities, direct_versions);
+		processed := processed + cardinality(applied);
+		completed := completed + cardinality(applied);
+		stop := EXISTS (SELECT 1 FROM unnest(applied) a WHERE a = ANY (later));
+		FOREACH q IN ARRAY batch LOOP
+			-- the device's next operation on an entity may now outrank the
+			-- rest of the batch: take the order afresh
+			EXIT WHEN stop;
+			CONTINUE WHEN q.id = ANY (applied);
+			outcome := @extschema@.sync_process_one(q);
+			processed := processed + 1;
+			completed := completed + (outcome = 'COMPLETED')::int;
+			conflicts := conflicts + (outcome = 'CONFLICT')::int;
+			retried := retried + (outcome = 'RETRIED')::int;
+			failed := failed + (outcome = 'FAILED')::int;
+			stop := outcome = 'COMPLETED' AND q.id = ANY (later);
+		END LOOP;
 	END LOOP;
 	RETURN jsonb_build_object('processed', processed, 'completed', completed, 'conflicts', conflicts, 'retried', retried,
 							  'failed', failed, 'expired', expired, 'released', released);
@@ -357,20 +649,34 @@ $$;
 
 REVOKE ALL ON @extschema@.sync_conflict FROM PUBLIC;
 REVOKE ALL ON FUNCTION
-	@extschema@.sync_policy(@extschema@.sync_entity, bigint, bigint, text),
+	@extschema@.sync_policy(@extschema@.sync_entity, bigint, bigint, text, boolean),
+	@extschema@.sync_entity_of(text, uuid),
+	@extschema@.sync_key_match(@extschema@.sync_entity, text, text, boolean),
 	@extschema@.sync_apply(@extschema@.sync_entity, text, text, jsonb),
-	@extschema@.sync_stamp(uuid, text, bigint),
+	@extschema@.sync_stamp(uuid, text[], bigint[]),
+	@extschema@.sync_device_base(@extschema@.sync_queue, uuid),
+	@extschema@.sync_known_version(@extschema@.sync_queue),
 	@extschema@.sync_apply_operation(@extschema@.sync_queue),
+	@extschema@.sync_process_one(@extschema@.sync_queue),
+	@extschema@.sync_direct_candidates(@extschema@.sync_queue[]),
+	@extschema@.sync_apply_direct(@extschema@.sync_queue[], uuid[], uuid[], bigint[]),
 	@extschema@.process_sync_queue(integer)
 FROM PUBLIC;
 GRANT SELECT ON @extschema@.sync_conflict TO backup_offline_admin, backup_offline_operator, backup_offline_app;
 GRANT INSERT, UPDATE ON @extschema@.sync_conflict TO backup_offline_admin, backup_offline_app;
 GRANT UPDATE ON @extschema@.sync_queue TO backup_offline_admin, backup_offline_app;
 GRANT EXECUTE ON FUNCTION
-	@extschema@.sync_policy(@extschema@.sync_entity, bigint, bigint, text),
+	@extschema@.sync_policy(@extschema@.sync_entity, bigint, bigint, text, boolean),
+	@extschema@.sync_entity_of(text, uuid),
+	@extschema@.sync_key_match(@extschema@.sync_entity, text, text, boolean),
 	@extschema@.sync_apply(@extschema@.sync_entity, text, text, jsonb),
-	@extschema@.sync_stamp(uuid, text, bigint),
+	@extschema@.sync_stamp(uuid, text[], bigint[]),
+	@extschema@.sync_device_base(@extschema@.sync_queue, uuid),
+	@extschema@.sync_known_version(@extschema@.sync_queue),
 	@extschema@.sync_apply_operation(@extschema@.sync_queue),
+	@extschema@.sync_process_one(@extschema@.sync_queue),
+	@extschema@.sync_direct_candidates(@extschema@.sync_queue[]),
+	@extschema@.sync_apply_direct(@extschema@.sync_queue[], uuid[], uuid[], bigint[]),
 	@extschema@.process_sync_queue(integer)
 TO backup_offline_admin, backup_offline_app;
 ALTER TABLE @extschema@.sync_conflict ENABLE ROW LEVEL SECURITY;

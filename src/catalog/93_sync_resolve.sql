@@ -12,8 +12,9 @@ CREATE TRIGGER sync_conflict_audit
 -- resolve_conflict(conflict_id uuid, strategy text, resolved_by uuid,
 --                  resolution jsonb DEFAULT NULL, notes text DEFAULT NULL) RETURNS jsonb
 -- Decide an OPEN conflict:
---   CLIENT_WINS        the device's version (for a delete: the row deleted;
---                      for an update of a deleted row: the row back)
+--   CLIENT_WINS        the device's version: the fields it changed from
+--                      its base (for a delete: the row deleted; for an
+--                      update of a deleted row: the device's row back)
 --   SERVER_WINS        the row as it is now (nothing written)
 --   FIELD_LEVEL_MERGE  the row as it is now with the fields of resolution
 --                      over it (the person's choice per field, e.g. taken
@@ -66,10 +67,9 @@ BEGIN
 			'Leave resolution out, or use FIELD_LEVEL_MERGE or CUSTOM.');
 	END IF;
 	SELECT * INTO q FROM @extschema@.sync_queue WHERE id = c.queue_id FOR UPDATE;
-	SELECT * INTO e FROM @extschema@.sync_entity s
-	 WHERE s.entity_type = c.entity_type AND (s.organization_id IS NULL OR s.organization_id = c.organization_id)
-	 ORDER BY s.organization_id NULLS LAST LIMIT 1;
-	EXECUTE format('SELECT to_jsonb(t.*) FROM %s t WHERE %I::text = $1 FOR UPDATE', e.table_name, e.key_column)
+	e := @extschema@.sync_entity_of(c.entity_type, c.organization_id);
+	EXECUTE format('SELECT to_jsonb(sync_target.*) FROM %s sync_target WHERE %s FOR UPDATE',
+				   e.table_name, @extschema@.sync_key_match(e, 'sync_target', '$1'))
 		INTO current_doc USING c.entity_id;
 	device_deleted := q.operation = 'DELETE';
 
@@ -79,7 +79,11 @@ BEGIN
 				PERFORM @extschema@.sync_apply(e, 'DELETE', c.entity_id, NULL);
 			END IF;
 		ELSE
-			final := c.client_version->'data';
+			-- the fields the device changed (a row that is gone comes back whole):
+			-- what others wrote since to fields the device left alone stays
+			final := CASE WHEN current_doc IS NULL OR c.base_version IS NULL THEN c.client_version->'data'
+						  ELSE (SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') FROM jsonb_each(c.client_version->'data') f
+								 WHERE f.value IS DISTINCT FROM c.base_version->'data'->f.key) END;
 			PERFORM @extschema@.sync_apply(e, CASE WHEN current_doc IS NULL THEN 'INSERT' ELSE 'UPDATE' END, c.entity_id, final);
 		END IF;
 	ELSIF strategy IN ('FIELD_LEVEL_MERGE', 'CUSTOM') THEN

@@ -2,14 +2,21 @@
 # The demo's SQL (demo/demo.sql) runs to the end on a fresh database and
 # shows what it promises: the example configurations with next runs, the
 # refused bad inputs, a FULL and an INCREMENTAL backup that verify at every
-# level, a materialised snapshot, and a verified audit chain.
+# level, a materialised snapshot, restores, a verified audit chain; and the
+# offline-sync story: two phones edit one visit offline (notes; status and
+# notes; an EVV clock-in) while the office edits it, reconnect and upload
+# (one upload twice), the EVV clock-in is applied first, nothing twice, the
+# visit merges (notes appended in arrival order, the latest status) with a
+# FIELD_LEVEL conflict record per phone, and both phones pull the merged visit.
 set -uo pipefail
 . "$(dirname "$0")/tap.sh"
 
 DIR=$BO_TEST_DIR/demo
 PORT=$((BO_TEST_PORT + 13))
+VISIT=5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04
+EVV=5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05
 trap 'cluster_stop "$DIR"' EXIT
-plan 15
+plan 22
 
 cluster_start "$DIR" "$PORT"
 ok $? "cluster started"
@@ -41,6 +48,35 @@ is "$(q "$DIR" "$PORT" postgres "SELECT (v->>'differingRows') || ' ' || (v->>'up
 	"80 80 80" "the merge filled the 80 emptied visits of Oct 9, and the rollback emptied them again"
 is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FILTER (WHERE notes IS NULL) || ' ' || count(*) FILTER (WHERE tasks @> '[{\"rescheduled\": true}]') FROM care.visits WHERE visit_date = '2026-10-09'")" \
 	"80 1" "after the rollback: the notes empty as before the merge, the office's reschedule kept throughout"
-is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FROM care.evv_records")" "3920" \
-	"the EVV table is back with its rows as of the latest backup"
+is "$(q "$DIR" "$PORT" postgres "SELECT count(*) FROM care.evv_records WHERE id <> '$EVV'")" "3920" \
+	"the EVV table is back with its rows as of the latest backup (the sync part's clock-in aside)"
+
+# ---- offline sync --------------------------------------------------------------------
+MERGED="Two-person lift transfer. Office: no clock-in by 10:00, family called. Ana: skin intact, repositioned. Ben: ate breakfast, vitals normal."
+is "$(q "$DIR" "$PORT" postgres "SELECT v.status || ' v' || r.version || ' ' || v.notes FROM care.visits v
+	JOIN backup_offline.sync_row r ON r.row_key = v.id::text JOIN backup_offline.sync_entity e ON e.id = r.entity_id AND e.entity_type = 'VISIT'
+	WHERE v.id = '$VISIT'")" "COMPLETED v4 $MERGED" \
+	"the merged visit: phone-ben's later status over the office's MISSED, the office's, Ana's and Ben's notes appended in arrival order"
+is "$(q "$DIR" "$PORT" postgres "SELECT string_agg(operation_id || ':' || priority || ':' || status, ' ' ORDER BY completed_at) FROM backup_offline.sync_queue")" \
+	"ben-1:CRITICAL:COMPLETED ana-1:NORMAL:COMPLETED ben-2:NORMAL:COMPLETED" \
+	"the EVV clock-in (CRITICAL, uploaded last) applied first, then the visit's edits in upload order"
+is "$(grep -cE '^ ben-[12] +\| PENDING +\| true$' "$DIR/demo.out") $(grep -cE '^ (ana|ben)-[12] +\| PENDING +\| false$' "$DIR/demo.out")" "2 3" \
+	"phone-ben's second upload of its queue is answered duplicate: true for both operations (the first uploads: false)"
+is "$(q "$DIR" "$PORT" postgres "SELECT (SELECT count(*) FROM backup_offline.sync_queue WHERE device_id = 'phone-ben') || ' '
+	|| (SELECT count(*) FROM care.evv_records WHERE visit_id = '$VISIT') || ' '
+	|| (SELECT count(*) FROM backup_offline.sync_conflict WHERE device_id = 'phone-ben')")" "2 1 1" \
+	"nothing applied twice: phone-ben's operations queued once each, one clock-in, one conflict record (and the visit at version 4)"
+is "$(q "$DIR" "$PORT" postgres "SELECT string_agg(device_id || ' ' || conflict_type || ' ' || status || ' ' || resolution || ' '
+	|| (SELECT string_agg((f->>'path') || ':' || (f->>'resolution') || ':' || (f->>'winner'), ',' ORDER BY f->>'path')
+		  FROM jsonb_array_elements(conflicting_fields) f), '; ' ORDER BY device_id) FROM backup_offline.sync_conflict")" \
+	"phone-ana FIELD_LEVEL AUTO_RESOLVED merged notes:append:merged; phone-ben FIELD_LEVEL AUTO_RESOLVED merged notes:append:merged,status:lww:client" \
+	"one conflict record per phone: FIELD_LEVEL, resolved automatically; notes appended, the status to phone-ben by lww"
+is "$(q "$DIR" "$PORT" postgres "SELECT (base_version->>'version') || ' ' || (base_version->'data'->>'status') || ' / '
+	|| (client_version->>'operation') || ' ' || (client_version->'data'->>'status') || ' / '
+	|| (server_version->>'version') || ' ' || (server_version->'data'->>'status') || ' / ' || (merged->>'status')
+	FROM backup_offline.sync_conflict WHERE device_id = 'phone-ben'")" \
+	"1 SCHEDULED / PATCH COMPLETED / 3 MISSED / COMPLETED" \
+	"phone-ben's conflict record keeps the base (v1), client and server (v3) versions and the merge"
+is "$(grep -F "| COMPLETED | $MERGED" "$DIR/demo.out" | grep -cE '^ phone-(ana|ben) +\| +[0-9]+ +\| VISIT +\| 4 +\| ') $(grep -cE '^ phone-(ana|ben) +\| +[0-9]+ +\| EVV_RECORD +\| 1 +\| +\| clock-in 2026-11-26T08:02:00-06:00$' "$DIR/demo.out")" \
+	"2 2" "both phones' second pull holds the merged visit (version 4) and phone-ben's clock-in"
 [ $TAP_FAILED -eq 0 ] || cat "$DIR/demo.out" | sed 's/^/# /'
