@@ -512,9 +512,11 @@ BEGIN
 		   AND (date_to IS NULL OR e.date_column IS NULL OR (h.image->>e.date_column)::date <= date_to)
 		 ORDER BY r.change_seq
 		 LIMIT max_rows + 1)
-	SELECT coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+	-- (data is the row as it is, null fields included; a tombstone has none)
+	SELECT coalesce(jsonb_agg(jsonb_build_object(
 			   'seq', p.change_seq, 'entityType', p.entity_type, 'id', p.row_key, 'version', p.version,
-			   'deleted', p.deleted, 'data', CASE WHEN NOT p.deleted THEN p.image END)) ORDER BY p.change_seq)
+			   'deleted', p.deleted) || CASE WHEN NOT p.deleted THEN jsonb_build_object('data', p.image) ELSE '{}' END
+			   ORDER BY p.change_seq)
 			   FILTER (WHERE p.rn <= max_rows), '[]'),
 		   count(*), max(p.change_seq) FILTER (WHERE p.rn <= max_rows)
 	  INTO result, n, last_seq

@@ -212,6 +212,16 @@ BEGIN
 		PERFORM @extschema@.raise_invalid(format('ops[%s]%s%s', bad.i - 1, CASE WHEN bad.problem LIKE '.%' THEN '' ELSE ' ' END, bad.problem),
 			'Fix that operation and upload the batch again: nothing of it was queued.');
 	END IF;
+	-- an expiresAt of the right shape that is no time (2026-02-30T00:00Z)
+	FOR bad IN SELECT o.i, o.op->>'expiresAt' AS v FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)
+				WHERE o.op ? 'expiresAt' ORDER BY o.i LOOP
+		BEGIN
+			PERFORM bad.v::timestamptz;
+		EXCEPTION WHEN data_exception THEN
+			PERFORM @extschema@.raise_invalid(format('ops[%s].expiresAt: %s is not a valid time', bad.i - 1, bad.v),
+				'Fix that operation and upload the batch again: nothing of it was queued.');
+		END;
+	END LOOP;
 	-- the same operation twice in the batch, or two operations with one sequence number
 	SELECT * INTO bad FROM (
 		SELECT o.op->>'deviceId' AS d, o.op->>'operationId' AS oid, count(*) AS n, min(o.i) AS i

@@ -180,6 +180,16 @@ BEGIN
 END
 $$;
 
+-- A row's hybrid logical clock: that of the device operation that wrote it
+-- last (hlc), else the time of its last write (changed_at: the office or
+-- the application wrote it directly).
+CREATE FUNCTION @extschema@.sync_row_clock(hlc bigint, changed_at timestamptz)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$
+	SELECT COALESCE(hlc, (EXTRACT(epoch FROM changed_at) OPERATOR(pg_catalog.*) 1000)::bigint OPERATOR(pg_catalog.<<) 16)
+$$;
+
 -- What the device had of a row when it made operation q: the image of the
 -- version it pulled (q.base_version) with the payloads of its earlier
 -- operations on that row, made on the same base, over it in order.  A
@@ -258,7 +268,7 @@ BEGIN
 		INTO server_doc USING q.entity_id;
 	exists_now := server_doc IS NOT NULL;
 	SELECT * INTO r FROM @extschema@.sync_row s WHERE s.entity_id = e.id AND s.row_key = q.entity_id;
-	server_hlc := coalesce(r.hlc, ((extract(epoch FROM r.changed_at) * 1000)::bigint << 16));
+	server_hlc := @extschema@.sync_row_clock(r.hlc, r.changed_at);
 	IF q.base_version IS NOT NULL THEN
 		base_doc := @extschema@.sync_device_base(q, e.id);
 	END IF;
@@ -325,8 +335,14 @@ BEGIN
 		applied := 'DIRECT';
 	END IF;
 
-	-- the row's clock: the operation's (a later server edit has its own time)
-	SELECT s.version INTO new_version FROM @extschema@.sync_stamp(e.id, ARRAY[q.entity_id], ARRAY[q.client_hlc]) s;
+	-- the row's clock, when this operation wrote it: the later of the
+	-- operation's and the row's before (a merge keeps the row's newer values;
+	-- a row's clock never goes back).  An operation that wrote nothing leaves
+	-- it alone (the row may have been written earlier in this transaction).
+	IF applied <> 'NONE' THEN
+		SELECT s.version INTO new_version
+		  FROM @extschema@.sync_stamp(e.id, ARRAY[q.entity_id], ARRAY[greatest(q.client_hlc, server_hlc)]) s;
+	END IF;
 	IF ctype IS NOT NULL THEN
 		INSERT INTO @extschema@.sync_conflict (organization_id, queue_id, device_id, conflict_type, entity_type, entity_id,
 			base_version, client_version, server_version, conflicting_fields, merged, resolution, status,
@@ -480,7 +496,8 @@ BEGIN
 		BEGIN
 			EXECUTE format($f$
 				WITH sync_op AS (
-					SELECT b.id, b.entity_id, b.payload, b.client_hlc
+					SELECT b.id, b.entity_id, b.payload,
+						   greatest(b.client_hlc, @extschema@.sync_row_clock(s.hlc, s.changed_at)) AS clock
 					  FROM unnest($1) b
 					  JOIN unnest($2, $3, $4) d(id, entity, version) ON d.id = b.id AND d.entity = $5
 					  JOIN @extschema@.sync_row s ON s.entity_id = $5 AND s.row_key = b.entity_id
@@ -489,8 +506,8 @@ BEGIN
 					UPDATE %1$s sync_target SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(sync_target, sync_op.payload) sync_new)
 					  FROM sync_op
 					 WHERE %4$s
-					RETURNING sync_op.id, sync_op.entity_id, sync_op.client_hlc)
-				SELECT array_agg(w.id), array_agg(w.entity_id), array_agg(w.client_hlc) FROM w$f$,
+					RETURNING sync_op.id, sync_op.entity_id, sync_op.clock)
+				SELECT array_agg(w.id), array_agg(w.entity_id), array_agg(w.clock) FROM w$f$,
 				e.table_name, cols, new_cols, @extschema@.sync_key_match(e, 'sync_target', 'sync_op.entity_id'))
 			  INTO written_ids, written_keys, written_hlcs USING batch, ids, entities, versions, e.id;
 			CONTINUE WHEN written_ids IS NULL;
@@ -654,6 +671,7 @@ REVOKE ALL ON FUNCTION
 	@extschema@.sync_key_match(@extschema@.sync_entity, text, text, boolean),
 	@extschema@.sync_apply(@extschema@.sync_entity, text, text, jsonb),
 	@extschema@.sync_stamp(uuid, text[], bigint[]),
+	@extschema@.sync_row_clock(bigint, timestamptz),
 	@extschema@.sync_device_base(@extschema@.sync_queue, uuid),
 	@extschema@.sync_known_version(@extschema@.sync_queue),
 	@extschema@.sync_apply_operation(@extschema@.sync_queue),
@@ -671,6 +689,7 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.sync_key_match(@extschema@.sync_entity, text, text, boolean),
 	@extschema@.sync_apply(@extschema@.sync_entity, text, text, jsonb),
 	@extschema@.sync_stamp(uuid, text[], bigint[]),
+	@extschema@.sync_row_clock(bigint, timestamptz),
 	@extschema@.sync_device_base(@extschema@.sync_queue, uuid),
 	@extschema@.sync_known_version(@extschema@.sync_queue),
 	@extschema@.sync_apply_operation(@extschema@.sync_queue),

@@ -2,7 +2,7 @@
 -- idempotency of retried uploads, dependencies, device bookkeeping,
 -- organizations and privileges.  Processing comes with process_sync_queue.
 BEGIN;
-SELECT plan(28);
+SELECT plan(29);
 \ir lib/errors.psql
 
 \set org_a 'aaaaaaaa-0000-4000-8000-0000000000a7'
@@ -54,6 +54,8 @@ SELECT is(pg_temp.q(jsonb_build_array(pg_temp.op(1, '{"dependsOn": ["op-1"]}')))
 SELECT is(pg_temp.q(jsonb_build_array(pg_temp.op(1, '{"retries": 3}'))), '22023: ops[0] has an unknown key retries', 'unknown keys');
 SELECT is(pg_temp.q(jsonb_build_array(pg_temp.op(1), pg_temp.op(2, '{"payload": "x"}'))),
 	'22023: ops[1].payload: a UPDATE needs the fields as a JSON object', 'the failing operation is named by its index');
+SELECT is(pg_temp.q(jsonb_build_array(pg_temp.op(1), pg_temp.op(2, '{"expiresAt": "2026-02-30T08:00:00Z"}'))),
+	'22023: ops[1].expiresAt: 2026-02-30T08:00:00Z is not a valid time', 'an expiresAt of the right shape that is no time is named');
 SELECT is((SELECT count(*) FROM backup_offline.sync_queue), 0::bigint, '... and nothing of a batch with an invalid operation is queued');
 
 -- ---- clocks --------------------------------------------------------------------------------
