@@ -146,7 +146,10 @@ $$;
 -- set-based over the transition tables, with sync_track_sql's statements
 -- and the entity's id, key column, organization column and history depth
 -- written in as static SQL, so that PL/pgSQL plans them once per session
--- (built and planned per statement they cost about 0.7 ms each).  An UPDATE
+-- (built and planned per statement they cost about 0.7 ms each); a
+-- statement of more than 64 rows runs them through EXECUTE, planned for its
+-- size (a plan kept from a one-row statement joins the transition tables by
+-- nested loops: 2 s instead of 0.1 s for 5,000 rows).  An UPDATE
 -- that changes a key makes the old key a tombstone.  SECURITY DEFINER and
 -- owned by the extension's owner (the table's writers may not write the
 -- catalog), so it refuses to run for any table but its entity's.  Returns
@@ -182,22 +185,38 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $body$
+DECLARE
+	large boolean;
 BEGIN
 	IF TG_RELID <> %s::oid THEN
 		RAISE EXCEPTION 'this sync trigger function fires only on table %s' USING ERRCODE = '42501';
 	END IF;
-	IF TG_OP = 'INSERT' THEN
+	-- a statement of many rows plans its own statements (a plan kept from a
+	-- statement of one row would join the transition tables by nested loops)
+	IF TG_OP = 'DELETE' THEN
+		large := (SELECT count(*) FROM (SELECT FROM old_rows LIMIT 65) x) > 64;
+	ELSE
+		large := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) > 64;
+	END IF;
+	IF TG_OP = 'INSERT' AND large THEN
+		EXECUTE %L;
+	ELSIF TG_OP = 'INSERT' THEN
 		%s;
+	ELSIF TG_OP = 'UPDATE' AND large THEN
+		EXECUTE %L;
+		EXECUTE %L;
 	ELSIF TG_OP = 'UPDATE' THEN
 		%s;
 		%s;
+	ELSIF large THEN
+		EXECUTE %L;
 	ELSE
 		%s;
 	END IF;
 	RETURN NULL;
 END
 $body$
-$f$, fn, e.table_name::oid, e.table_name::oid, ins, ins, upd_gone, del);
+$f$, fn, e.table_name::oid, e.table_name::oid, ins, ins, ins, upd_gone, ins, upd_gone, del, del);
 	EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%I() FROM PUBLIC', fn);
 	RETURN '@extschema@.' || quote_ident(fn);
 END
