@@ -436,6 +436,132 @@ BEGIN
 END
 $$;
 
+-- A sync scope, checked as pull_changes checks its scope argument (the same
+-- keys, helpers and messages, under the path "scope"): entities (registered
+-- entity types; of organization and the shared ones when organization is
+-- given), clientIds, caregiverIds, branchIds (uuids), dateRange
+-- ({startDate, endDate}, start not after end).  With cache, also a cache
+-- policy's entityPriorities ({"TYPE": CRITICAL | HIGH | NORMAL | LOW |
+-- BACKGROUND}) and entityTtls ({"TYPE": seconds, 1..2592000}), for types in
+-- entities when it is given.  Returns the scope normalised: the keys given,
+-- uuids and dates in canonical form.  NULL is the empty scope.
+CREATE FUNCTION @extschema@.validate_sync_scope(scope jsonb, organization uuid DEFAULT NULL, cache boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	sc jsonb := coalesce(scope, '{}');
+	entities text[];
+	clients uuid[];
+	caregivers uuid[];
+	branches uuid[];
+	date_from date;
+	date_to date;
+	known text[];
+	unknown text;
+	field text;
+	k text;
+	ttl bigint;
+	result jsonb := '{}';
+	priorities jsonb := '{}';
+	ttls jsonb := '{}';
+BEGIN
+	IF jsonb_typeof(sc) <> 'object' THEN
+		PERFORM @extschema@.raise_invalid('invalid scope: not an object', 'Pass {"entities": ["VISIT"], "clientIds": [...]} or NULL.');
+	END IF;
+	PERFORM @extschema@.check_object(sc, 'scope', ARRAY['entities', 'clientIds', 'caregiverIds', 'branchIds', 'dateRange']
+		|| CASE WHEN cache THEN ARRAY['entityPriorities', 'entityTtls'] ELSE '{}'::text[] END);
+	entities := @extschema@.json_text_array(sc, 'entities', 'scope', false);
+	clients := @extschema@.json_uuid_array(sc, 'clientIds', 'scope');
+	caregivers := @extschema@.json_uuid_array(sc, 'caregiverIds', 'scope');
+	branches := @extschema@.json_uuid_array(sc, 'branchIds', 'scope');
+	IF sc ? 'dateRange' THEN
+		PERFORM @extschema@.check_object(sc->'dateRange', 'scope.dateRange', ARRAY['startDate', 'endDate']);
+		date_from := @extschema@.json_date(sc->'dateRange', 'startDate', 'scope.dateRange');
+		date_to := @extschema@.json_date(sc->'dateRange', 'endDate', 'scope.dateRange');
+		IF date_from > date_to THEN
+			PERFORM @extschema@.raise_invalid(format('invalid scope.dateRange: startDate %s is after endDate %s', date_from, date_to),
+				'Give the first and the last day of the range, in that order.');
+		END IF;
+	END IF;
+	SELECT array_agg(DISTINCT e.entity_type) INTO known FROM @extschema@.sync_entity e
+	 WHERE organization IS NULL OR e.organization_id IS NULL OR e.organization_id = organization;
+	SELECT string_agg(x, ', ' ORDER BY n) INTO unknown FROM unnest(entities) WITH ORDINALITY AS u(x, n)
+	 WHERE NOT x = ANY (coalesce(known, '{}'));
+	IF unknown IS NOT NULL THEN
+		PERFORM @extschema@.raise_invalid(format('unknown sync entity type in scope.entities: %s', unknown),
+			'Name entity types registered with register_sync_entity.');
+	END IF;
+	IF cache THEN
+		FOREACH field IN ARRAY ARRAY['entityPriorities', 'entityTtls'] LOOP
+			CONTINUE WHEN sc->field IS NULL OR sc->field = 'null';
+			IF jsonb_typeof(sc->field) <> 'object' THEN
+				PERFORM @extschema@.raise_invalid(format('invalid scope.%s: not an object', field),
+					CASE field WHEN 'entityPriorities' THEN 'Map entity types to CRITICAL, HIGH, NORMAL, LOW or BACKGROUND, such as {"VISIT": "HIGH"}.'
+							   ELSE 'Map entity types to a time to live in seconds, such as {"VISIT": 86400}.' END);
+			END IF;
+			FOR k IN SELECT jsonb_object_keys(sc->field) ORDER BY 1 LOOP
+				IF NOT k = ANY (coalesce(known, '{}')) THEN
+					PERFORM @extschema@.raise_invalid(format('unknown sync entity type in scope.%s: %s', field, k),
+						'Name entity types registered with register_sync_entity.');
+				END IF;
+				IF entities IS NOT NULL AND NOT k = ANY (entities) THEN
+					PERFORM @extschema@.raise_invalid(format('invalid scope.%s.%s: %s is not in scope.entities', field, k, k),
+						'Give settings to the entity types the scope caches, or add the type to scope.entities.');
+				END IF;
+				IF field = 'entityPriorities' THEN
+					priorities := priorities || jsonb_build_object(k, @extschema@.json_choice(sc->field, k, 'scope.entityPriorities',
+						ARRAY['CRITICAL', 'HIGH', 'NORMAL', 'LOW', 'BACKGROUND'], 'NORMAL'));
+				ELSE
+					ttl := @extschema@.cache_policy_int(sc->field, k, 'scope.entityTtls', 1, 2592000, ' seconds (30 days)',
+						'Give the time to live in seconds, such as 86400 for a day.', NULL);
+					IF ttl IS NOT NULL THEN
+						ttls := ttls || jsonb_build_object(k, ttl);
+					END IF;
+				END IF;
+			END LOOP;
+		END LOOP;
+	END IF;
+	result := jsonb_strip_nulls(jsonb_build_object(
+		'entities', to_jsonb(entities), 'clientIds', to_jsonb(clients), 'caregiverIds', to_jsonb(caregivers),
+		'branchIds', to_jsonb(branches),
+		'dateRange', CASE WHEN date_from IS NOT NULL OR date_to IS NOT NULL THEN
+						 jsonb_strip_nulls(jsonb_build_object('startDate', date_from::text, 'endDate', date_to::text)) END));
+	IF priorities <> '{}' THEN
+		result := result || jsonb_build_object('entityPriorities', priorities);
+	END IF;
+	IF ttls <> '{}' THEN
+		result := result || jsonb_build_object('entityTtls', ttls);
+	END IF;
+	RETURN result;
+END
+$$;
+
+-- An integer member of a cache policy within [lo, hi] (unit: " seconds
+-- (30 days)" and the like, for the message), or dflt when absent.
+CREATE FUNCTION @extschema@.cache_policy_int(obj jsonb, key text, path text, lo bigint, hi bigint, unit text, hint text, dflt bigint)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	v jsonb := obj->key;
+	p text := @extschema@.json_path(path, key);
+BEGIN
+	IF v IS NULL OR v = 'null' THEN
+		RETURN dflt;
+	END IF;
+	IF jsonb_typeof(v) <> 'number' OR v::numeric <> trunc(v::numeric) THEN
+		PERFORM @extschema@.raise_invalid(format('%s must be a whole number, not %s', p, @extschema@.json_excerpt(v)), hint);
+	END IF;
+	IF v::numeric NOT BETWEEN lo AND hi THEN
+		PERFORM @extschema@.raise_invalid(format('%s must be between %s and %s%s, not %s', p, lo, hi, unit, v), hint);
+	END IF;
+	RETURN v::numeric::bigint;
+END
+$$;
+
 -- pull_changes(device_id text, since bigint, max_rows int, scope jsonb DEFAULT NULL) RETURNS jsonb
 -- The changes (rows and tombstones) after cursor since, oldest first, at
 -- most max_rows, within scope and the caller's organizations:
@@ -482,27 +608,13 @@ BEGIN
 		PERFORM @extschema@.raise_invalid(format('invalid max_rows: %s', coalesce(max_rows::text, 'NULL')),
 			'Ask for 1 to 10000 rows per page.');
 	END IF;
-	IF jsonb_typeof(sc) <> 'object' THEN
-		PERFORM @extschema@.raise_invalid('invalid scope: not an object', 'Pass {"entities": ["VISIT"], "clientIds": [...]} or NULL.');
-	END IF;
-	PERFORM @extschema@.check_object(sc, 'scope', ARRAY['entities', 'clientIds', 'caregiverIds', 'branchIds', 'dateRange']);
-	entities := @extschema@.json_text_array(sc, 'entities', 'scope', false);
-	clients := @extschema@.json_uuid_array(sc, 'clientIds', 'scope')::text[];
-	caregivers := @extschema@.json_uuid_array(sc, 'caregiverIds', 'scope')::text[];
-	branches := @extschema@.json_uuid_array(sc, 'branchIds', 'scope')::text[];
-	IF sc ? 'dateRange' THEN
-		PERFORM @extschema@.check_object(sc->'dateRange', 'scope.dateRange', ARRAY['startDate', 'endDate']);
-		date_from := @extschema@.json_date(sc->'dateRange', 'startDate', 'scope.dateRange');
-		date_to := @extschema@.json_date(sc->'dateRange', 'endDate', 'scope.dateRange');
-	END IF;
-	IF EXISTS (SELECT 1 FROM unnest(coalesce(entities, '{}')) x
-			   WHERE NOT EXISTS (SELECT 1 FROM @extschema@.sync_entity e WHERE e.entity_type = x)) THEN
-		PERFORM @extschema@.raise_invalid(
-			format('unknown sync entity type in scope.entities: %s',
-				   (SELECT string_agg(x, ', ') FROM unnest(entities) x
-					 WHERE NOT EXISTS (SELECT 1 FROM @extschema@.sync_entity e WHERE e.entity_type = x))),
-			'Name entity types registered with register_sync_entity.');
-	END IF;
+	sc := @extschema@.validate_sync_scope(scope);
+	entities := CASE WHEN sc ? 'entities' THEN ARRAY(SELECT jsonb_array_elements_text(sc->'entities')) END;
+	clients := CASE WHEN sc ? 'clientIds' THEN ARRAY(SELECT jsonb_array_elements_text(sc->'clientIds')) END;
+	caregivers := CASE WHEN sc ? 'caregiverIds' THEN ARRAY(SELECT jsonb_array_elements_text(sc->'caregiverIds')) END;
+	branches := CASE WHEN sc ? 'branchIds' THEN ARRAY(SELECT jsonb_array_elements_text(sc->'branchIds')) END;
+	date_from := (sc->'dateRange'->>'startDate')::date;
+	date_to := (sc->'dateRange'->>'endDate')::date;
 
 	-- number what has committed since the last pull, drop expired tombstones
 	PERFORM @extschema@.sync_sequence();
