@@ -392,4 +392,10 @@ UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
 SELECT device, cursor, c->>'entityType' AS entity, c->>'version' AS version, c->'data'->>'status' AS status,
 	   coalesce(c->'data'->>'notes', 'clock-in ' || (c->'data'->>'clock_in')) AS notes
   FROM phone, jsonb_array_elements(pulled) c ORDER BY device, entity;
+
+\echo
+\echo '-- what the sync engine did in this demo (sync_statistics; latencies are in latencyMs)'
+SELECT s->'operations'->'byStatus'->>'COMPLETED' AS completed, s->'conflicts'->'byType'->>'FIELD_LEVEL' AS field_level_conflicts,
+	   s->>'duplicates' AS duplicate_uploads, s->'pulls'->>'count' AS pulls
+  FROM backup_offline.sync_statistics(now() - interval '1 hour', clock_timestamp()) s;
 RESET backup_offline.organization_id;

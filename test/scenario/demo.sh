@@ -16,7 +16,7 @@ PORT=$((BO_TEST_PORT + 13))
 VISIT=5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a04
 EVV=5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a05
 trap 'cluster_stop "$DIR"' EXIT
-plan 22
+plan 23
 
 cluster_start "$DIR" "$PORT"
 ok $? "cluster started"
@@ -79,4 +79,6 @@ is "$(q "$DIR" "$PORT" postgres "SELECT (base_version->>'version') || ' ' || (ba
 	"phone-ben's conflict record keeps the base (v1), client and server (v3) versions and the merge"
 is "$(grep -F "| COMPLETED | $MERGED" "$DIR/demo.out" | grep -cE '^ phone-(ana|ben) +\| +[0-9]+ +\| VISIT +\| 4 +\| ') $(grep -cE '^ phone-(ana|ben) +\| +[0-9]+ +\| EVV_RECORD +\| 1 +\| +\| clock-in 2026-11-26T08:02:00-06:00$' "$DIR/demo.out")" \
 	"2 2" "both phones' second pull holds the merged visit (version 4) and phone-ben's clock-in"
+grep -qE '^ 3 +\| 2 +\| 2 +\| 4 *$' "$DIR/demo.out"
+ok $? "sync_statistics counts the demo's sync: 3 operations completed, 2 FIELD_LEVEL conflicts, 2 duplicate uploads, 4 pulls"
 [ $TAP_FAILED -eq 0 ] || cat "$DIR/demo.out" | sed 's/^/# /'
