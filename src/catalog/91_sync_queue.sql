@@ -105,7 +105,9 @@ $$;
 -- stored state is returned (a retried upload, logged as OPERATION_DUPLICATE).
 -- The operations belong to their device's ACTIVE session (begin_sync_session,
 -- src/catalog/95_sync_sessions.sql), which counts them; a sessionId given
--- must name that session.
+-- must name that session.  An operation numbered within what
+-- purge_sync_queue purged for its device (sync_device.purged_seq,
+-- src/catalog/96_sync_purge.sql) is not queued again either: status PURGED.
 -- Returns [{"operationId", "id", "status", "duplicate", "result"}] in the
 -- batch's order.
 CREATE FUNCTION @extschema@.queue_operations(ops jsonb)
@@ -285,7 +287,10 @@ BEGIN
 			   coalesce(ARRAY(SELECT jsonb_array_elements_text(o.op->'dependsOn')), '{}') AS depends_on,
 			   coalesce(o.op->>'onDependencyFailure', 'FAIL') AS on_dependency_failure,
 			   (o.op->>'expiresAt')::timestamptz AS expires_at, coalesce((o.op->>'maxRetries')::int, 5) AS max_retries,
-			   (sessions->>(o.op->>'deviceId'))::uuid AS session_id
+			   (sessions->>(o.op->>'deviceId'))::uuid AS session_id,
+			   -- numbered within what purge_sync_queue purged: not queued again
+			   (o.op->>'deviceSeq')::bigint <= coalesce((SELECT d.purged_seq FROM @extschema@.sync_device d
+														   WHERE d.device_id = o.op->>'deviceId'), 0) AS purged
 		  FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)),
 	ins AS (
 		INSERT INTO @extschema@.sync_queue (organization_id, device_id, operation_id, device_seq, user_id, operation, entity_type,
@@ -296,7 +301,7 @@ BEGIN
 			   i.on_dependency_failure, i.expires_at, i.max_retries,
 			   CASE WHEN cardinality(i.depends_on) > 0 THEN 'BLOCKED' ELSE 'PENDING' END::@extschema@.sync_queue_status,
 			   i.session_id
-		  FROM input i ORDER BY i.i
+		  FROM input i WHERE NOT i.purged ORDER BY i.i
 		ON CONFLICT (device_id, operation_id) DO NOTHING
 		RETURNING device_id, operation_id, id, status),
 	dev AS (
@@ -311,10 +316,10 @@ BEGIN
 	SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
 			   'operationId', i.operation_id,
 			   'id', coalesce(ins.id, q.id),
-			   'status', coalesce(ins.status, q.status),
+			   'status', coalesce(ins.status::text, q.status::text, 'PURGED'),
 			   'duplicate', ins.id IS NULL,
 			   'result', CASE WHEN ins.id IS NULL THEN q.result END,
-			   '_same', CASE WHEN ins.id IS NULL THEN
+			   '_same', CASE WHEN ins.id IS NULL AND q.id IS NOT NULL THEN
 							 q.operation = i.operation AND q.entity_type = i.entity_type AND q.entity_id = i.entity_id
 							 AND q.payload IS NOT DISTINCT FROM i.payload AND q.base_version IS NOT DISTINCT FROM i.base_version
 							 AND q.device_seq = i.device_seq END)) ORDER BY i.i)
