@@ -67,14 +67,12 @@ CREATE TABLE @extschema@.sync_queue (
 );
 COMMENT ON TABLE @extschema@.sync_queue IS 'Operations uploaded by devices (SPEC.md''s OfflineSyncQueue), idempotent by device and operationId';
 CREATE INDEX sync_queue_runnable ON @extschema@.sync_queue (priority, enqueue_seq) WHERE status IN ('PENDING', 'BLOCKED');
--- a device's operations on one row, in order: what waits before an
--- operation, and what the device did to the row before (its edits build on
--- its own earlier ones, see sync_device_base)
-CREATE INDEX sync_queue_entity ON @extschema@.sync_queue (device_id, entity_type, entity_id, device_seq);
--- the row versions waiting operations were made on: their images are kept
--- beyond the history depth until they are merged
-CREATE INDEX sync_queue_base ON @extschema@.sync_queue (entity_type, entity_id, base_version)
-	WHERE status IN ('PENDING', 'BLOCKED', 'CONFLICT');
+-- the operations on one row: per device in order (what waits before an
+-- operation, and what the device did to the row before: its edits build on
+-- its own earlier ones, see sync_device_base), and the versions waiting
+-- operations were made on (their images are kept beyond the history depth
+-- until they are merged)
+CREATE INDEX sync_queue_entity ON @extschema@.sync_queue (entity_type, entity_id, device_id, device_seq);
 -- what the processor's housekeeping looks at before every batch: operations
 -- waiting for their dependencies, and those that can expire
 CREATE INDEX sync_queue_blocked ON @extschema@.sync_queue (device_id) WHERE status = 'BLOCKED';
