@@ -166,6 +166,7 @@ DECLARE
 	ins text;
 	upd_gone text;
 	del text;
+	tag text;
 BEGIN
 	SELECT * INTO e FROM @extschema@.sync_entity WHERE id = entity;
 	IF NOT FOUND THEN
@@ -178,13 +179,18 @@ BEGIN
 		format('(SELECT o.* FROM old_rows o WHERE NOT EXISTS (SELECT 1 FROM new_rows n WHERE n.%1$I = o.%1$I))', e.key_column),
 		true);
 	del := @extschema@.sync_track_sql(e, 'old_rows', true);
+	-- the body's quote: a tag no column name of the table can close
+	tag := '$sync_' || replace(e.id::text, '-', '') || '$';
+	IF strpos(ins || upd_gone || del, tag) > 0 THEN
+		RAISE EXCEPTION 'a column name of % holds %', e.table_name, tag USING ERRCODE = '42602';
+	END IF;
 	EXECUTE format($f$
 CREATE OR REPLACE FUNCTION @extschema@.%I()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-AS $body$
+AS %s
 DECLARE
 	large boolean;
 BEGIN
@@ -215,8 +221,8 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END
-$body$
-$f$, fn, e.table_name::oid, e.table_name::oid, ins, ins, ins, upd_gone, ins, upd_gone, del, del);
+%s
+$f$, fn, tag, e.table_name::oid, e.table_name::oid, ins, ins, ins, upd_gone, ins, upd_gone, del, del, tag);
 	EXECUTE format('REVOKE ALL ON FUNCTION @extschema@.%I() FROM PUBLIC', fn);
 	RETURN '@extschema@.' || quote_ident(fn);
 END

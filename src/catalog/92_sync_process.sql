@@ -113,18 +113,24 @@ END
 $$;
 
 -- An entity's key column (of the table alias rel) compared with the
--- parameter param (text, or text[] when is_array), cast to the key's own
--- type so that the index on the key is used (a uuid key compared as text
--- would be read whole).
+-- parameter param (text, or text[] when is_array), cast to the key's base
+-- type without its length (a cast to char(3) or to a domain over
+-- varchar(3) would cut 'abcd' to 'abc', or char to one character) so that
+-- the index on the key is used (a uuid key compared as text would be read
+-- whole), and then as the text the row's key is known by (sync_row.row_key):
+-- 'A1B2...' does not find the row of the uuid 'a1b2...'.
 CREATE FUNCTION @extschema@.sync_key_match(e @extschema@.sync_entity, rel text, param text, is_array boolean DEFAULT false)
 RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-	RETURN (SELECT format(CASE WHEN is_array THEN '%s.%I = ANY (%s::%s[])' ELSE '%s.%I = %s::%s' END,
-						  rel, e.key_column, param, format_type(a.atttypid, NULL))
-			  FROM pg_attribute a WHERE a.attrelid = e.table_name AND a.attname = e.key_column);
+	RETURN (SELECT format(CASE WHEN is_array THEN '%1$s.%2$I = ANY (%3$s::%4$s[]) AND (to_jsonb(%1$s.%2$I) #>> ''{}'') = ANY (%3$s)'
+							   ELSE '%1$s.%2$I = %3$s::%4$s AND (to_jsonb(%1$s.%2$I) #>> ''{}'') = %3$s' END,
+						  rel, e.key_column, param,
+						  format_type(CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, -1))
+			  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+			 WHERE a.attrelid = e.table_name AND a.attname = e.key_column);
 END
 $$;
 
@@ -172,8 +178,12 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+	-- never later than a device clock queue_operations accepts
 	RETURN QUERY
-		UPDATE @extschema@.sync_row s SET hlc = greatest(coalesce(s.hlc, 0), u.hlc)
+		UPDATE @extschema@.sync_row s
+		   SET hlc = least(greatest(coalesce(s.hlc, 0), u.hlc),
+						   ((extract(epoch FROM clock_timestamp() + coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''),
+																			'300s')::interval) * 1000)::bigint << 16))
 		  FROM unnest(keys, hlcs) u(key, hlc)
 		 WHERE s.entity_id = entity AND s.row_key = ANY (keys) AND s.row_key = u.key AND s.writer = pg_current_xact_id()
 		RETURNING s.row_key, s.version;
@@ -192,7 +202,9 @@ $$;
 
 -- What the device had of a row when it made operation q: the image of the
 -- version it pulled (q.base_version) with the payloads of its earlier
--- operations on that row, made on the same base, over it in order.  A
+-- operations on that row, made on the same base and applied, over it in
+-- order (an earlier edit that failed is carried, if at all, by the later
+-- one's values).  A
 -- device that edits a row twice offline sends the same baseVersion twice:
 -- its second edit builds on its first, not on the pulled image (merged
 -- against the pulled image, an additive counter would count the first edit
@@ -208,7 +220,7 @@ BEGIN
 										  FROM @extschema@.sync_queue p, jsonb_each(p.payload) f
 										 WHERE p.device_id = q.device_id AND p.entity_type = q.entity_type
 										   AND p.entity_id = q.entity_id AND p.device_seq < q.device_seq
-										   AND p.base_version = q.base_version), '{}')
+										   AND p.base_version = q.base_version AND p.status = 'COMPLETED'), '{}')
 			  FROM @extschema@.sync_row_history h
 			 WHERE h.entity_id = entity AND h.row_key = q.entity_id AND h.version = q.base_version);
 END
@@ -216,8 +228,9 @@ $$;
 
 -- The version of the row that holds nothing the device has not seen: the
 -- one it edited (q.base_version) or, when its previous operation on the
--- row was made on the same base and written as sent (result.applied
--- DIRECT: no merge, no conflict), the version that operation wrote.
+-- row that was not dropped (failed, expired, cancelled) was made on the
+-- same base and written as sent (result.applied DIRECT: no merge, no
+-- conflict), the version that operation wrote.
 CREATE FUNCTION @extschema@.sync_known_version(q @extschema@.sync_queue)
 RETURNS bigint
 LANGUAGE plpgsql STABLE
@@ -228,7 +241,7 @@ BEGIN
 									  AND p.result->>'applied' = 'DIRECT' THEN (p.result->>'version')::bigint END
 					   FROM @extschema@.sync_queue p
 					  WHERE p.device_id = q.device_id AND p.entity_type = q.entity_type AND p.entity_id = q.entity_id
-						AND p.device_seq < q.device_seq
+						AND p.device_seq < q.device_seq AND p.status NOT IN ('FAILED', 'EXPIRED', 'CANCELLED')
 					  ORDER BY p.device_seq DESC LIMIT 1), q.base_version);
 END
 $$;
@@ -391,7 +404,7 @@ BEGIN
 	EXCEPTION WHEN OTHERS THEN
 		GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT;
 	END;
-	transient := state IN ('40001', '40P01', '55P03', '57014', '53000', '53100', '53200', '53300');
+	transient := state IN ('40001', '40P01', '55P03', '53000', '53100', '53200', '53300');
 	IF transient AND q.retry_count < q.max_retries THEN
 		UPDATE @extschema@.sync_queue SET retry_count = retry_count + 1,
 			   next_attempt_at = now() + least(interval '1 hour', interval '1 second' * power(2, q.retry_count) * (0.5 + random() / 2)),
@@ -425,6 +438,7 @@ DECLARE
 	ids uuid[];
 	keys text[];
 	locked text[];
+	writable text[];
 BEGIN
 	FOR eid, ids, keys IN
 		SELECT (c.en).id, array_agg(c.id), array_agg(c.entity_id)
@@ -437,6 +451,7 @@ BEGIN
 		 GROUP BY (c.en).id
 	LOOP
 		SELECT * INTO e FROM @extschema@.sync_entity s WHERE s.id = eid;
+		writable := @extschema@.sync_writable_columns(e);
 		BEGIN
 			EXECUTE format('SELECT array_agg(k) FROM (SELECT to_jsonb(sync_target.%I) #>> ''{}'' AS k FROM %s sync_target WHERE %s'
 						   ' ORDER BY sync_target.%I FOR UPDATE SKIP LOCKED) x',
@@ -452,9 +467,10 @@ BEGIN
 			  LEFT JOIN LATERAL (
 					SELECT p.base_version, p.status, p.has_conflict, p.result FROM @extschema@.sync_queue p
 					 WHERE p.device_id = b.device_id AND p.entity_type = b.entity_type AND p.entity_id = b.entity_id
-					   AND p.device_seq < b.device_seq
+					   AND p.device_seq < b.device_seq AND p.status NOT IN ('FAILED', 'EXPIRED', 'CANCELLED')
 					 ORDER BY p.device_seq DESC LIMIT 1) p ON true
 			 WHERE b.id = ANY (ids) AND b.entity_id = ANY (locked) AND NOT s.deleted
+			   AND EXISTS (SELECT 1 FROM jsonb_object_keys(b.payload) k WHERE k = ANY (writable))
 			   AND s.version = CASE WHEN p.base_version = b.base_version AND p.status = 'COMPLETED' AND NOT p.has_conflict
 										 AND p.result->>'applied' = 'DIRECT' THEN (p.result->>'version')::bigint
 									ELSE b.base_version END;
@@ -463,14 +479,15 @@ END
 $$;
 
 -- Write, set-based, operations that sync_direct_candidates found writable
--- as sent (ids, their entities, the row versions found): per entity one
--- UPDATE of the payloads' fields (guarded again by the version, so a row
--- that moved since is left out), then one statement stamping the rows'
--- clocks and completing their queue rows.  Each entity's operations in one
--- subtransaction: if anything fails (a value a column refuses, a trigger's
--- error), none of that entity's is written and the caller applies them one
--- by one, where each failure is recorded against its own operation.
--- Returns the ids written.
+-- as sent (ids, their entities, the row versions found): per entity and
+-- per set of columns the payloads name, one UPDATE of those columns (as
+-- one by one: the same columns written, the same column triggers fired),
+-- guarded again by the version, so a row that moved since is left out;
+-- then one statement stamping the rows' clocks and completing their queue
+-- rows.  Each such group in one subtransaction: if anything fails (a value
+-- a column refuses, a trigger's error), none of the group is written and
+-- the caller applies its operations one by one, where each failure is
+-- recorded against its own operation.  Returns the ids written.
 CREATE FUNCTION @extschema@.sync_apply_direct(batch @extschema@.sync_queue[], ids uuid[], entities uuid[], versions bigint[])
 RETURNS uuid[]
 LANGUAGE plpgsql
@@ -478,8 +495,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	e @extschema@.sync_entity;
+	writable text[];
+	keyset text[];
 	cols text;
-	new_cols text;
 	done uuid[] := '{}';
 	written_ids uuid[];
 	written_keys text[];
@@ -487,50 +505,111 @@ DECLARE
 	completed uuid[];
 BEGIN
 	FOR e IN SELECT s.* FROM @extschema@.sync_entity s WHERE s.id IN (SELECT DISTINCT unnest(entities)) LOOP
-		SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
-			   string_agg(format('sync_new.%I', a.attname), ', ' ORDER BY a.attnum) INTO cols, new_cols
-		  FROM pg_attribute a
-		 WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-		   AND a.attidentity <> 'a' AND a.attname <> e.key_column;
-		CONTINUE WHEN cols IS NULL;
-		BEGIN
-			EXECUTE format($f$
-				WITH sync_op AS (
-					SELECT b.id, b.entity_id, b.payload,
-						   greatest(b.client_hlc, @extschema@.sync_row_clock(s.hlc, s.changed_at)) AS clock
-					  FROM unnest($1) b
-					  JOIN unnest($2, $3, $4) d(id, entity, version) ON d.id = b.id AND d.entity = $5
-					  JOIN @extschema@.sync_row s ON s.entity_id = $5 AND s.row_key = b.entity_id
-					 WHERE s.version = d.version AND NOT s.deleted),
-				w AS (
-					UPDATE %1$s sync_target SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(sync_target, sync_op.payload) sync_new)
-					  FROM sync_op
-					 WHERE %4$s
-					RETURNING sync_op.id, sync_op.entity_id, sync_op.clock)
-				SELECT array_agg(w.id), array_agg(w.entity_id), array_agg(w.clock) FROM w$f$,
-				e.table_name, cols, new_cols, @extschema@.sync_key_match(e, 'sync_target', 'sync_op.entity_id'))
-			  INTO written_ids, written_keys, written_hlcs USING batch, ids, entities, versions, e.id;
-			CONTINUE WHEN written_ids IS NULL;
-			WITH stamped AS (SELECT * FROM @extschema@.sync_stamp(e.id, written_keys, written_hlcs)),
-			c AS (
-				UPDATE @extschema@.sync_queue q
-				   SET status = 'COMPLETED', result = jsonb_build_object('version', s.version, 'applied', 'DIRECT'),
-					   has_conflict = false, completed_at = clock_timestamp(), last_error = NULL
-				  FROM unnest(written_ids, written_keys) u(id, key)
-				  JOIN stamped s ON s.row_key = u.key
-				 WHERE q.id = u.id
-				RETURNING q.id)
-			SELECT array_agg(c.id) INTO completed FROM c;
-			IF cardinality(completed) IS DISTINCT FROM cardinality(written_ids) THEN
-				RAISE EXCEPTION 'sync_apply_direct: % rows written, % operations completed', cardinality(written_ids),
-					coalesce(cardinality(completed), 0);
-			END IF;
-			done := done || completed;
-		EXCEPTION WHEN OTHERS THEN
-			NULL;				-- applied one by one by the caller
-		END;
+		writable := @extschema@.sync_writable_columns(e);
+		FOR keyset IN
+			SELECT DISTINCT ARRAY(SELECT k FROM jsonb_object_keys(b.payload) k WHERE k = ANY (writable) ORDER BY k)
+			  FROM unnest(batch) b JOIN unnest(ids, entities) d(id, entity) ON d.id = b.id AND d.entity = e.id
+		LOOP
+			CONTINUE WHEN cardinality(keyset) = 0;
+			SELECT string_agg(quote_ident(k), ', ' ORDER BY n) INTO cols FROM unnest(keyset) WITH ORDINALITY AS u(k, n);
+			BEGIN
+				EXECUTE format($f$
+					WITH sync_op AS (
+						SELECT b.id, b.entity_id, b.payload,
+							   greatest(b.client_hlc, @extschema@.sync_row_clock(s.hlc, s.changed_at)) AS clock
+						  FROM unnest($1) b
+						  JOIN unnest($2, $3, $4) d(id, entity, version) ON d.id = b.id AND d.entity = $5
+						  JOIN @extschema@.sync_row s ON s.entity_id = $5 AND s.row_key = b.entity_id
+						 WHERE s.version = d.version AND NOT s.deleted
+						   AND ARRAY(SELECT k FROM jsonb_object_keys(b.payload) k WHERE k = ANY ($6) ORDER BY k) = $7),
+					w AS (
+						UPDATE %1$s sync_target SET (%2$s) = (SELECT %2$s FROM jsonb_populate_record(NULL::%1$s, sync_op.payload))
+						  FROM sync_op
+						 WHERE %3$s
+						RETURNING sync_op.id, sync_op.entity_id, sync_op.clock)
+					SELECT array_agg(w.id), array_agg(w.entity_id), array_agg(w.clock) FROM w$f$,
+					e.table_name, cols, @extschema@.sync_key_match(e, 'sync_target', 'sync_op.entity_id'))
+				  INTO written_ids, written_keys, written_hlcs USING batch, ids, entities, versions, e.id, writable, keyset;
+				CONTINUE WHEN written_ids IS NULL;
+				WITH stamped AS (SELECT * FROM @extschema@.sync_stamp(e.id, written_keys, written_hlcs)),
+				c AS (
+					UPDATE @extschema@.sync_queue q
+					   SET status = 'COMPLETED', result = jsonb_build_object('version', s.version, 'applied', 'DIRECT'),
+						   has_conflict = false, completed_at = clock_timestamp(), last_error = NULL
+					  FROM unnest(written_ids, written_keys) u(id, key)
+					  JOIN stamped s ON s.row_key = u.key
+					 WHERE q.id = u.id
+					RETURNING q.id)
+				SELECT array_agg(c.id) INTO completed FROM c;
+				IF cardinality(completed) IS DISTINCT FROM cardinality(written_ids) THEN
+					RAISE EXCEPTION 'sync_apply_direct: % rows written, % operations completed', cardinality(written_ids),
+						coalesce(cardinality(completed), 0);
+				END IF;
+				done := done || completed;
+			EXCEPTION WHEN OTHERS THEN
+				NULL;				-- applied one by one by the caller
+			END;
+		END LOOP;
 	END LOOP;
 	RETURN done;
+END
+$$;
+
+-- The columns of an entity's table an UPDATE of a device's fields may
+-- write: not the key, not generated ones, not identity columns GENERATED
+-- ALWAYS.
+CREATE FUNCTION @extschema@.sync_writable_columns(e @extschema@.sync_entity)
+RETURNS text[]
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	RETURN ARRAY(SELECT a.attname::text FROM pg_attribute a
+				  WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+					AND a.attidentity <> 'a' AND a.attname <> e.key_column ORDER BY a.attnum);
+END
+$$;
+
+-- Process a segment of a claimed batch (seg: operation ids in the batch's
+-- order): the ones sync_direct_candidates found writable as sent
+-- (direct_ids, direct_entities, direct_versions) set-based, then the
+-- others one by one, in order.  Returns {processed, completed, conflicts,
+-- retried, failed, stop}: stop is 1 when an operation completed whose
+-- device has a later operation waiting on that entity (later).
+CREATE FUNCTION @extschema@.sync_process_segment(batch @extschema@.sync_queue[], seg uuid[], direct_ids uuid[],
+												 direct_entities uuid[], direct_versions bigint[], later uuid[])
+RETURNS integer[]
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	ids uuid[];
+	ents uuid[];
+	vers bigint[];
+	applied uuid[] := '{}';
+	q @extschema@.sync_queue;
+	outcome text;
+	res integer[] := '{0, 0, 0, 0, 0, 0}';
+BEGIN
+	SELECT array_agg(d.id), array_agg(d.entity), array_agg(d.version) INTO ids, ents, vers
+	  FROM unnest(direct_ids, direct_entities, direct_versions) d(id, entity, version) WHERE d.id = ANY (seg);
+	IF ids IS NOT NULL THEN
+		applied := @extschema@.sync_apply_direct(batch, ids, ents, vers);
+	END IF;
+	res[1] := cardinality(applied);
+	res[2] := cardinality(applied);
+	res[6] := EXISTS (SELECT 1 FROM unnest(applied) a WHERE a = ANY (later))::int;
+	FOR q IN SELECT b.* FROM unnest(batch) b WHERE b.id = ANY (seg) AND NOT b.id = ANY (applied)
+			  ORDER BY array_position(seg, b.id) LOOP
+		outcome := @extschema@.sync_process_one(q);
+		res[1] := res[1] + 1;
+		res[2] := res[2] + (outcome = 'COMPLETED')::int;
+		res[3] := res[3] + (outcome = 'CONFLICT')::int;
+		res[4] := res[4] + (outcome = 'RETRIED')::int;
+		res[5] := res[5] + (outcome = 'FAILED')::int;
+		res[6] := greatest(res[6], (outcome = 'COMPLETED' AND q.id = ANY (later))::int);
+	END LOOP;
+	RETURN res;
 END
 $$;
 
@@ -541,9 +620,10 @@ $$;
 --
 -- Batches of up to 200 runnable operations are claimed, best first; each
 -- priority's best are found through the index on (priority, enqueue_seq)
--- and aged, then merged.  The operations of a batch writable as sent
--- (sync_direct_candidates) are written set-based (sync_apply_direct), the
--- rest one by one in the batch's order (sync_process_one).  When an
+-- and aged, then merged.  A batch is processed in its order, in segments
+-- (sync_process_segment): runs of operations writable as sent
+-- (sync_direct_candidates) written set-based (sync_apply_direct), every
+-- other operation alone (sync_process_one).  When an
 -- operation completes whose device has a later operation on that entity
 -- waiting, the rest of the batch is claimed again: that operation may now
 -- outrank it.
@@ -559,7 +639,8 @@ DECLARE
 	direct_ids uuid[];
 	direct_entities uuid[];
 	direct_versions bigint[];
-	applied uuid[];
+	seg uuid[];
+	res integer[];
 	aging double precision := coalesce(extract(epoch FROM nullif(current_setting('backup_offline.sync_priority_aging', true), '')::interval), 60);
 	processed integer := 0;
 	completed integer := 0;
@@ -638,26 +719,30 @@ BEGIN
 		SELECT coalesce(array_agg(d.id), '{}'), coalesce(array_agg(d.entity), '{}'), coalesce(array_agg(d.version), '{}')
 		  INTO direct_ids, direct_entities, direct_versions
 		  FROM @extschema@.sync_direct_candidates(batch) d;
-		-- the operations writable as sent, set-based, at once (the batch
-		-- commits together: which of its operations is written first is
-		-- seen by nobody), then the others one by one, best first
-		applied := @extschema@.sync_apply_direct(batch, direct_ids, direct_entities, direct_versions);
-		processed := processed + cardinality(applied);
-		completed := completed + cardinality(applied);
-		stop := EXISTS (SELECT 1 FROM unnest(applied) a WHERE a = ANY (later));
+		-- the batch in its order, in segments: a run of operations writable as
+		-- sent (set-based), up to one whose device has a later operation
+		-- waiting on the entity, or one other operation (alone); after an
+		-- operation completes that releases a later one, the rest is claimed
+		-- again (that operation may now outrank it)
+		seg := '{}';
+		stop := false;
 		FOREACH q IN ARRAY batch LOOP
-			-- the device's next operation on an entity may now outrank the
-			-- rest of the batch: take the order afresh
-			EXIT WHEN stop;
-			CONTINUE WHEN q.id = ANY (applied);
-			outcome := @extschema@.sync_process_one(q);
-			processed := processed + 1;
-			completed := completed + (outcome = 'COMPLETED')::int;
-			conflicts := conflicts + (outcome = 'CONFLICT')::int;
-			retried := retried + (outcome = 'RETRIED')::int;
-			failed := failed + (outcome = 'FAILED')::int;
-			stop := outcome = 'COMPLETED' AND q.id = ANY (later);
+			IF cardinality(seg) > 0 AND NOT (q.id = ANY (direct_ids) AND seg[cardinality(seg)] = ANY (direct_ids)
+											 AND NOT seg[cardinality(seg)] = ANY (later)) THEN
+				res := @extschema@.sync_process_segment(batch, seg, direct_ids, direct_entities, direct_versions, later);
+				processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
+				retried := retried + res[4]; failed := failed + res[5];
+				seg := '{}';
+				stop := res[6] = 1;
+				EXIT WHEN stop;
+			END IF;
+			seg := seg || q.id;
 		END LOOP;
+		IF cardinality(seg) > 0 AND NOT stop THEN
+			res := @extschema@.sync_process_segment(batch, seg, direct_ids, direct_entities, direct_versions, later);
+			processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
+			retried := retried + res[4]; failed := failed + res[5];
+		END IF;
 	END LOOP;
 	RETURN jsonb_build_object('processed', processed, 'completed', completed, 'conflicts', conflicts, 'retried', retried,
 							  'failed', failed, 'expired', expired, 'released', released);
@@ -678,6 +763,8 @@ REVOKE ALL ON FUNCTION
 	@extschema@.sync_process_one(@extschema@.sync_queue),
 	@extschema@.sync_direct_candidates(@extschema@.sync_queue[]),
 	@extschema@.sync_apply_direct(@extschema@.sync_queue[], uuid[], uuid[], bigint[]),
+	@extschema@.sync_writable_columns(@extschema@.sync_entity),
+	@extschema@.sync_process_segment(@extschema@.sync_queue[], uuid[], uuid[], uuid[], bigint[], uuid[]),
 	@extschema@.process_sync_queue(integer)
 FROM PUBLIC;
 GRANT SELECT ON @extschema@.sync_conflict TO backup_offline_admin, backup_offline_operator, backup_offline_app;
@@ -696,6 +783,8 @@ GRANT EXECUTE ON FUNCTION
 	@extschema@.sync_process_one(@extschema@.sync_queue),
 	@extschema@.sync_direct_candidates(@extschema@.sync_queue[]),
 	@extschema@.sync_apply_direct(@extschema@.sync_queue[], uuid[], uuid[], bigint[]),
+	@extschema@.sync_writable_columns(@extschema@.sync_entity),
+	@extschema@.sync_process_segment(@extschema@.sync_queue[], uuid[], uuid[], uuid[], bigint[], uuid[]),
 	@extschema@.process_sync_queue(integer)
 TO backup_offline_admin, backup_offline_app;
 ALTER TABLE @extschema@.sync_conflict ENABLE ROW LEVEL SECURITY;

@@ -5,7 +5,7 @@
 -- device's later operations on the entity, expiry.  Concurrency and crashes
 -- are in test/scenario/sync_process.sh.
 BEGIN;
-SELECT plan(29);
+SELECT plan(34);
 
 \set org 'aaaaaaaa-0000-4000-8000-0000000000a8'
 INSERT INTO backup_offline.organization_member VALUES ('postgres', NULL);
@@ -155,6 +155,42 @@ SELECT pg_temp.op('d13', 1, 'CREATE', 'SP_VISIT', 'v13', '{"status": "late"}',
 SELECT is(backup_offline.process_sync_queue()->>'expired', '1', 'an operation past expiresAt expires');
 SELECT is(pg_temp.status('d13-1') || ' ' || (SELECT count(*) FROM t_sp.visits WHERE id = 'v13'), 'EXPIRED 0', '... unapplied');
 SELECT throws_ok($$SELECT backup_offline.process_sync_queue(0)$$, '22023', 'invalid max_operations: 0', 'max_operations is checked');
+
+-- ---- after review: keys of char(n), a device's failed edit in its chain, a stamped clock's cap ------
+CREATE TABLE t_sp.codes (code char(3) PRIMARY KEY, organization_id uuid NOT NULL DEFAULT 'aaaaaaaa-0000-4000-8000-0000000000a8', label text);
+SELECT backup_offline.register_sync_entity('SP_CODE', 't_sp.codes', '{"organizationColumn": "organization_id"}') IS NOT NULL AS r4 \gset
+INSERT INTO t_sp.codes (code, label) VALUES ('abc', 'first'), ('a', 'single');
+SELECT pg_temp.op('d20', 1, 'PATCH', 'SP_CODE', 'abc', '{"label": "changed by device"}', '{"baseVersion": 1}');
+SELECT pg_temp.op('d21', 1, 'PATCH', 'SP_CODE', 'axy', '{"label": "for axy"}', '{"baseVersion": 1}');
+SELECT backup_offline.process_sync_queue() IS NOT NULL AS processed \gset
+SELECT is((SELECT string_agg(code || '=' || label, ' ' ORDER BY code) FROM t_sp.codes), 'a=single abc=changed by device',
+	'a char(3) key: the row of the id is written, not the one a cast to char cuts it to');
+SELECT is(pg_temp.status('d21-1'), 'FAILED', '... and an id no row has fails (no conflict against another row)');
+
+CREATE TABLE t_sp.tally (id text PRIMARY KEY, organization_id uuid NOT NULL DEFAULT 'aaaaaaaa-0000-4000-8000-0000000000a8',
+	label text, n int NOT NULL DEFAULT 0, k int);
+SELECT backup_offline.register_sync_entity('SP_TALLY', 't_sp.tally', '{"organizationColumn": "organization_id", "fieldPolicies": {"n": "additive"}}')
+	IS NOT NULL AS r5 \gset
+INSERT INTO t_sp.tally (id, n) VALUES ('a', 10), ('b', 10);
+-- on both rows the device counted 11 (refused: k is no number) then 12; the office edits b's label meanwhile
+SELECT pg_temp.op('d22', 1, 'PATCH', 'SP_TALLY', 'a', '{"n": 11, "k": "oops"}', '{"baseVersion": 1}');
+SELECT pg_temp.op('d22', 2, 'PATCH', 'SP_TALLY', 'a', '{"n": 12}', '{"baseVersion": 1}');
+SELECT pg_temp.op('d22', 3, 'PATCH', 'SP_TALLY', 'b', '{"n": 11, "k": "oops"}', '{"baseVersion": 1}');
+SELECT pg_temp.op('d22', 4, 'PATCH', 'SP_TALLY', 'b', '{"n": 12}', '{"baseVersion": 1}');
+UPDATE t_sp.tally SET label = 'office' WHERE id = 'b';
+SELECT backup_offline.process_sync_queue() IS NOT NULL AS processed \gset
+SELECT is((SELECT string_agg(id || '=' || n, ' ' ORDER BY id) FROM t_sp.tally), 'a=12 b=12',
+	'a failed edit is not part of the device''s base: written as sent or merged, the same count');
+SELECT is((SELECT count(*) FROM backup_offline.sync_conflict WHERE entity_type = 'SP_TALLY'), 0::bigint, '... and no conflict with itself');
+
+-- sync_stamp never sets a clock later than queue_operations accepts
+UPDATE t_sp.tally SET label = 'stamped' WHERE id = 'a';
+SELECT count(*) AS stamped FROM backup_offline.sync_stamp((SELECT id FROM backup_offline.sync_entity WHERE entity_type = 'SP_TALLY'),
+	'{a}', ARRAY[7258118400000::bigint << 16]) \gset
+SELECT is((SELECT :stamped = 1 AND backup_offline.hlc_time(r.hlc) BETWEEN now() AND clock_timestamp() + interval '301 seconds'
+			 FROM backup_offline.sync_row r WHERE r.row_key = 'a'
+			  AND r.entity_id = (SELECT id FROM backup_offline.sync_entity WHERE entity_type = 'SP_TALLY')), true,
+	'a clock in 2200 is capped at the accepted skew');
 
 SELECT * FROM finish();
 ROLLBACK;
