@@ -623,7 +623,11 @@ $$;
 -- and aged, then merged.  A batch is processed in its order, in segments
 -- (sync_process_segment): runs of operations writable as sent
 -- (sync_direct_candidates) written set-based (sync_apply_direct), every
--- other operation alone (sync_process_one).  When an
+-- other operation alone (sync_process_one).  A batch without a DELETE
+-- writes all its operations writable as sent first, in one segment: they
+-- touch rows no other operation of the batch touches, and the batch
+-- commits together (their completed_at is then earlier than that of
+-- better-ranked operations applied one by one).  When an
 -- operation completes whose device has a later operation on that entity
 -- waiting, the rest of the batch is claimed again: that operation may now
 -- outrank it.
@@ -726,6 +730,17 @@ BEGIN
 		-- again (that operation may now outrank it)
 		seg := '{}';
 		stop := false;
+		-- no delete in the batch (whose cascades could reach other rows): the
+		-- writes as sent commute with the rest, all of them first, set-based
+		IF NOT EXISTS (SELECT 1 FROM unnest(batch) b WHERE b.operation = 'DELETE') THEN
+			res := @extschema@.sync_process_segment(batch, direct_ids, direct_ids, direct_entities, direct_versions, later);
+			processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
+			retried := retried + res[4]; failed := failed + res[5];
+			stop := res[6] = 1;
+			CONTINUE WHEN stop;
+			batch := ARRAY(SELECT b FROM unnest(batch) b WHERE NOT b.id = ANY (direct_ids));
+			direct_ids := '{}';
+		END IF;
 		FOREACH q IN ARRAY batch LOOP
 			IF cardinality(seg) > 0 AND NOT (q.id = ANY (direct_ids) AND seg[cardinality(seg)] = ANY (direct_ids)
 											 AND NOT seg[cardinality(seg)] = ANY (later)) THEN
