@@ -464,16 +464,9 @@ BEGIN
 			SELECT b.id, e.id, s.version
 			  FROM unnest(batch) b
 			  JOIN @extschema@.sync_row s ON s.entity_id = e.id AND s.row_key = b.entity_id
-			  LEFT JOIN LATERAL (
-					SELECT p.base_version, p.status, p.has_conflict, p.result FROM @extschema@.sync_queue p
-					 WHERE p.device_id = b.device_id AND p.entity_type = b.entity_type AND p.entity_id = b.entity_id
-					   AND p.device_seq < b.device_seq AND p.status NOT IN ('FAILED', 'EXPIRED', 'CANCELLED')
-					 ORDER BY p.device_seq DESC LIMIT 1) p ON true
 			 WHERE b.id = ANY (ids) AND b.entity_id = ANY (locked) AND NOT s.deleted
 			   AND EXISTS (SELECT 1 FROM jsonb_object_keys(b.payload) k WHERE k = ANY (writable))
-			   AND s.version = CASE WHEN p.base_version = b.base_version AND p.status = 'COMPLETED' AND NOT p.has_conflict
-										 AND p.result->>'applied' = 'DIRECT' THEN (p.result->>'version')::bigint
-									ELSE b.base_version END;
+			   AND s.version = @extschema@.sync_known_version(b);
 	END LOOP;
 END
 $$;
