@@ -122,6 +122,7 @@ DECLARE
 	now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 	result jsonb;
 	sessions jsonb;
+	purged jsonb;
 	wrong record;
 BEGIN
 	IF ops IS NULL OR jsonb_typeof(ops) NOT IN ('array', 'object') THEN
@@ -249,6 +250,9 @@ BEGIN
 			'Number a device''s operations 1, 2, 3, ... once each.', NULL, '23505');
 	END IF;
 
+	-- how far each device's operations were purged (purge_sync_queue)
+	SELECT jsonb_object_agg(d.device_id, d.purged_seq) INTO purged FROM @extschema@.sync_device d
+	 WHERE d.purged_seq > 0 AND d.device_id IN (SELECT DISTINCT o.op->>'deviceId' FROM jsonb_array_elements(batch) o(op));
 	-- the devices' ACTIVE sessions (idle ones time out); a sessionId given must be its device's
 	SELECT jsonb_object_agg(s.device_id, s.id) INTO sessions
 	  FROM @extschema@.sync_session s
@@ -287,8 +291,7 @@ BEGIN
 			   (o.op->>'expiresAt')::timestamptz AS expires_at, coalesce((o.op->>'maxRetries')::int, 5) AS max_retries,
 			   (sessions->>(o.op->>'deviceId'))::uuid AS session_id,
 			   -- numbered within what purge_sync_queue purged: not queued again
-			   (o.op->>'deviceSeq')::bigint <= coalesce((SELECT d.purged_seq FROM @extschema@.sync_device d
-														   WHERE d.device_id = o.op->>'deviceId'), 0) AS purged
+			   (o.op->>'deviceSeq')::bigint <= coalesce((purged->>(o.op->>'deviceId'))::bigint, 0) AS purged
 		  FROM jsonb_array_elements(batch) WITH ORDINALITY AS o(op, i)),
 	ins AS (
 		INSERT INTO @extschema@.sync_queue (organization_id, device_id, operation_id, device_seq, user_id, operation, entity_type,
