@@ -79,6 +79,17 @@ CREATE INDEX sync_queue_blocked ON @extschema@.sync_queue (device_id) WHERE stat
 CREATE INDEX sync_queue_expiring ON @extschema@.sync_queue (expires_at)
 	WHERE status IN ('PENDING', 'BLOCKED') AND expires_at IS NOT NULL;
 
+-- backup_offline.sync_max_clock_skew: how far in the future a device's
+-- clock may be (300 s unless set; the setting exists only once the library
+-- is loaded)
+CREATE FUNCTION @extschema@.sync_max_clock_skew()
+RETURNS interval
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+	SELECT coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''), '300s')::interval
+$$;
+
 -- The hybrid logical clock's milliseconds, as a timestamptz
 CREATE FUNCTION @extschema@.hlc_time(hlc bigint)
 RETURNS timestamptz
@@ -117,8 +128,7 @@ DECLARE
 	batch jsonb;
 	bad record;
 	org uuid;
-	skew_ms bigint := (extract(epoch FROM coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''), '300s')::interval)
-					   * 1000)::bigint;
+	skew_ms bigint := (extract(epoch FROM @extschema@.sync_max_clock_skew()) * 1000)::bigint;
 	now_ms bigint := (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
 	result jsonb;
 	sessions jsonb;

@@ -147,10 +147,14 @@ DECLARE
 	cols text;
 	d jsonb := coalesce(doc, '{}') || jsonb_build_object(e.key_column, entity_id);
 BEGIN
-	SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
-	  FROM pg_attribute a
-	 WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-	   AND d ? a.attname AND (action <> 'UPDATE' OR (a.attname <> e.key_column AND a.attidentity <> 'a'));
+	IF action = 'UPDATE' THEN
+		SELECT string_agg(quote_ident(c), ', ' ORDER BY n) INTO cols
+		  FROM unnest(@extschema@.sync_writable_columns(e)) WITH ORDINALITY AS w(c, n) WHERE d ? c;
+	ELSE
+		SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO cols
+		  FROM pg_attribute a
+		 WHERE a.attrelid = e.table_name AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' AND d ? a.attname;
+	END IF;
 	IF action = 'INSERT' THEN
 		EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM jsonb_populate_record(NULL::%s, $1)',
 					   e.table_name, cols, cols, e.table_name) USING d;
@@ -177,13 +181,12 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-BEGIN
+DECLARE
 	-- never later than a device clock queue_operations accepts
+	latest bigint := (extract(epoch FROM clock_timestamp() + @extschema@.sync_max_clock_skew()) * 1000)::bigint << 16;
+BEGIN
 	RETURN QUERY
-		UPDATE @extschema@.sync_row s
-		   SET hlc = least(greatest(coalesce(s.hlc, 0), u.hlc),
-						   ((extract(epoch FROM clock_timestamp() + coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''),
-																			'300s')::interval) * 1000)::bigint << 16))
+		UPDATE @extschema@.sync_row s SET hlc = least(greatest(coalesce(s.hlc, 0), u.hlc), latest)
 		  FROM unnest(keys, hlcs) u(key, hlc)
 		 WHERE s.entity_id = entity AND s.row_key = ANY (keys) AND s.row_key = u.key AND s.writer = pg_current_xact_id()
 		RETURNING s.row_key, s.version;
@@ -631,7 +634,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
 	batch @extschema@.sync_queue[];
-	q @extschema@.sync_queue;
 	later uuid[];
 	direct_ids uuid[];
 	direct_entities uuid[];
@@ -649,8 +651,6 @@ DECLARE
 	claimed integer;
 	released_now integer;
 	n integer;
-	outcome text;
-	stop boolean;
 BEGIN
 	IF max_operations IS NULL OR max_operations NOT BETWEEN 1 AND 100000 THEN
 		PERFORM @extschema@.raise_invalid(format('invalid max_operations: %s', coalesce(max_operations::text, 'NULL')),
@@ -716,41 +716,33 @@ BEGIN
 		SELECT coalesce(array_agg(d.id), '{}'), coalesce(array_agg(d.entity), '{}'), coalesce(array_agg(d.version), '{}')
 		  INTO direct_ids, direct_entities, direct_versions
 		  FROM @extschema@.sync_direct_candidates(batch) d;
-		-- the batch in its order, in segments: a run of operations writable as
-		-- sent (set-based), up to one whose device has a later operation
-		-- waiting on the entity, or one other operation (alone); after an
-		-- operation completes that releases a later one, the rest is claimed
-		-- again (that operation may now outrank it)
-		seg := '{}';
-		stop := false;
-		-- no delete in the batch (whose cascades could reach other rows): the
-		-- writes as sent commute with the rest, all of them first, set-based
-		IF NOT EXISTS (SELECT 1 FROM unnest(batch) b WHERE b.operation = 'DELETE') THEN
-			res := @extschema@.sync_process_segment(batch, direct_ids, direct_ids, direct_entities, direct_versions, later);
-			processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
-			retried := retried + res[4]; failed := failed + res[5];
-			stop := res[6] = 1;
-			CONTINUE WHEN stop;
-			batch := ARRAY(SELECT b FROM unnest(batch) b WHERE NOT b.id = ANY (direct_ids));
-			direct_ids := '{}';
-		END IF;
-		FOREACH q IN ARRAY batch LOOP
-			IF cardinality(seg) > 0 AND NOT (q.id = ANY (direct_ids) AND seg[cardinality(seg)] = ANY (direct_ids)
-											 AND NOT seg[cardinality(seg)] = ANY (later)) THEN
-				res := @extschema@.sync_process_segment(batch, seg, direct_ids, direct_entities, direct_versions, later);
-				processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
-				retried := retried + res[4]; failed := failed + res[5];
-				seg := '{}';
-				stop := res[6] = 1;
-				EXIT WHEN stop;
-			END IF;
-			seg := seg || q.id;
-		END LOOP;
-		IF cardinality(seg) > 0 AND NOT stop THEN
+		-- the batch in its order, in segments (sync_process_segment): a run of
+		-- operations writable as sent, up to one whose device has a later
+		-- operation waiting on the entity, or one other operation alone.  A
+		-- batch without a DELETE (whose cascades could reach other rows) puts
+		-- all its writes as sent first, in one segment: they commute with the
+		-- rest.  After an operation completes that releases a later one, the
+		-- rest is claimed again (that operation may now outrank it).
+		FOR seg IN
+			WITH o AS (
+				SELECT b.id, b.ordinality AS n, b.id = ANY (direct_ids) AS direct,
+					   coalesce(lag(b.id = ANY (direct_ids) AND NOT b.id = ANY (later)) OVER (ORDER BY b.ordinality), false) AS joins
+				  FROM unnest(batch) WITH ORDINALITY AS b),
+			s AS (
+				SELECT o.id, o.n, CASE WHEN NOT EXISTS (SELECT 1 FROM unnest(batch) d WHERE d.operation = 'DELETE')
+									   THEN CASE WHEN o.direct THEN 0 ELSE o.n END
+									   ELSE sum((NOT (o.direct AND o.joins))::int) OVER (ORDER BY o.n) END AS segment
+				  FROM o)
+			SELECT array_agg(s.id ORDER BY s.n) FROM s GROUP BY s.segment ORDER BY s.segment
+		LOOP
 			res := @extschema@.sync_process_segment(batch, seg, direct_ids, direct_entities, direct_versions, later);
-			processed := processed + res[1]; completed := completed + res[2]; conflicts := conflicts + res[3];
-			retried := retried + res[4]; failed := failed + res[5];
-		END IF;
+			processed := processed + res[1];
+			completed := completed + res[2];
+			conflicts := conflicts + res[3];
+			retried := retried + res[4];
+			failed := failed + res[5];
+			EXIT WHEN res[6] = 1;
+		END LOOP;
 	END LOOP;
 	RETURN jsonb_build_object('processed', processed, 'completed', completed, 'conflicts', conflicts, 'retried', retried,
 							  'failed', failed, 'expired', expired, 'released', released);

@@ -419,7 +419,7 @@ DECLARE
 	date_to date;
 	filtered boolean;
 	types text[];
-	skew interval := coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''), '300s')::interval;
+	skew interval := @extschema@.sync_max_clock_skew();
 	first_bad bigint;
 	problem text;
 	item record;

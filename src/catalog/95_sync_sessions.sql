@@ -307,7 +307,7 @@ DECLARE
 	org uuid;
 	since_text text;
 	since timestamptz;
-	skew interval := coalesce(nullif(current_setting('backup_offline.sync_max_clock_skew', true), ''), '300s')::interval;
+	skew interval := @extschema@.sync_max_clock_skew();
 	started timestamptz := clock_timestamp();
 	keep jsonb;
 	usr uuid;
