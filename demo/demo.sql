@@ -304,16 +304,23 @@ INSERT INTO phone (device, user_id) VALUES
 	('phone-ana', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a02'), ('phone-ben', '5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a03');
 CREATE FUNCTION pg_temp.phone_clock() RETURNS bigint LANGUAGE sql
 AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint << 16 $$;
-
-\echo
-\echo '-- both phones pull Rosa Diaz''s rows, then lose the signal'
-UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
-  FROM (SELECT device, backup_offline.pull_changes(device, cursor, 100, '{"clientIds": ["5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01"]}') r
-		  FROM phone) p
- WHERE p.device = phone.device;
+-- each phone pulls Rosa Diaz's rows from its cursor; phone_rows shows what each holds from its last pull
+CREATE FUNCTION pg_temp.pull_phones() RETURNS integer LANGUAGE sql AS $$
+	UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
+	  FROM (SELECT device, backup_offline.pull_changes(device, cursor, 100, '{"clientIds": ["5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01"]}') r
+			  FROM phone) p
+	 WHERE p.device = phone.device
+	RETURNING 1
+$$;
+CREATE TEMP VIEW phone_rows AS
 SELECT device, cursor, c->>'entityType' AS entity, c->>'version' AS version, c->'data'->>'status' AS status,
 	   coalesce(c->'data'->>'notes', 'clock-in ' || (c->'data'->>'clock_in')) AS notes
   FROM phone, jsonb_array_elements(pulled) c ORDER BY device, entity;
+
+\echo
+\echo '-- both phones pull Rosa Diaz''s rows, then lose the signal'
+SELECT pg_temp.pull_phones() \gset
+SELECT * FROM phone_rows;
 
 \echo
 \echo '-- offline: phone-ben records the EVV clock-in (a CREATE, priority CRITICAL)'
@@ -385,13 +392,8 @@ SELECT jsonb_pretty(f) AS status_conflict
 
 \echo
 \echo '-- the phones pull again from their cursors: the merged visit and phone-ben''s clock-in'
-UPDATE phone SET pulled = p.r->'changes', cursor = (p.r->>'nextCursor')::bigint
-  FROM (SELECT device, backup_offline.pull_changes(device, cursor, 100, '{"clientIds": ["5e0c1a2b-3c4d-4e5f-8a9b-0c1d2e3f4a01"]}') r
-		  FROM phone) p
- WHERE p.device = phone.device;
-SELECT device, cursor, c->>'entityType' AS entity, c->>'version' AS version, c->'data'->>'status' AS status,
-	   coalesce(c->'data'->>'notes', 'clock-in ' || (c->'data'->>'clock_in')) AS notes
-  FROM phone, jsonb_array_elements(pulled) c ORDER BY device, entity;
+SELECT pg_temp.pull_phones() \gset
+SELECT * FROM phone_rows;
 
 \echo
 \echo '-- what the sync engine did in this demo (sync_statistics; latencies are in latencyMs)'
